@@ -1,0 +1,21 @@
+import {Args, Flags} from '@oclif/core'
+import {BaseCommand} from '../../lib/cli/base-command.js'
+import {assertService, devLogs, DEV_SERVICES} from '../../lib/stack/index.js'
+
+export default class DevLogs extends BaseCommand<typeof DevLogs> {
+  static override description = "Print the dev stack's logs (all services, or one); -f follows"
+  static override examples = ['<%= config.bin %> dev logs postgres -f']
+  static override args = {service: Args.string({description: `one of: ${DEV_SERVICES.join(', ')}`})}
+  static override flags = {follow: Flags.boolean({char: 'f', description: 'keep printing new lines until Ctrl-C'})}
+
+  async run(): Promise<void> {
+    const abort = new AbortController()
+    process.once('SIGINT', () => abort.abort())
+    await devLogs({
+      service: this.args.service === undefined ? undefined : assertService(this.args.service),
+      follow: this.flags.follow,
+      write: (chunk) => process.stdout.write(chunk),
+      signal: abort.signal,
+    })
+  }
+}

@@ -1,0 +1,60 @@
+import {Flags} from '@oclif/core'
+import {BaseCommand} from '../../lib/cli/base-command.js'
+import {notice} from '../../lib/cli/progress.js'
+import {maskUrl} from '../../lib/core/url.js'
+import {startDetached, startDevStack, type RunningStack} from '../../lib/stack/index.js'
+
+export default class DevUp extends BaseCommand<typeof DevUp> {
+  static override description = `Start the local development stack: an embedded PostgreSQL with its data under $IOTCTL_HOME/dev/
+
+In the foreground it runs until Ctrl-C; with --detach it starts in the background and returns when ready.
+While it runs, every other command finds it without flags.`
+  static override examples = ['<%= config.bin %> dev up --detach', '<%= config.bin %> dev up   # foreground, Ctrl-C stops it']
+  static override flags = {
+    detach: Flags.boolean({char: 'd', description: 'run in the background and return once ready'}),
+    'db-port': Flags.integer({description: 'PostgreSQL port on 127.0.0.1 (0: reuse the last one, else any free port)', default: 0, min: 0, max: 65_535}),
+  }
+
+  async run(): Promise<void> {
+    if (this.flags.detach) {
+      const record = await startDetached(['--db-port', String(this.flags['db-port'])])
+      await this.render(summary(record.pid, record.databaseUrl, record.dataDir, true), view)
+      if (!this.machineOutput) notice('stop it with `iotctl dev down`')
+      return
+    }
+    const stack = await startDevStack({dbPort: this.flags['db-port'], log: (line) => notice(`[stack] ${line}`)})
+    await this.render(summary(stack.record.pid, stack.record.databaseUrl, stack.record.dataDir, false), view)
+    notice('[stack] ready; press Ctrl-C to stop')
+    await waitForSignal(stack)
+  }
+}
+
+function summary(pid: number, url: string, dataDir: string, detached: boolean) {
+  return {status: 'running', pid, detached, database_url: maskUrl(url), data_dir: dataDir}
+}
+
+const view = {
+  rows: (r: unknown) => [r as ReturnType<typeof summary>],
+  name: () => 'stack/dev',
+  columns: [
+    {header: 'STATUS', get: (r: ReturnType<typeof summary>) => r.status},
+    {header: 'PID', get: (r: ReturnType<typeof summary>) => r.pid},
+    {header: 'DATABASE', get: (r: ReturnType<typeof summary>) => r.database_url},
+    {header: 'DATA_DIR', get: (r: ReturnType<typeof summary>) => r.data_dir},
+  ],
+}
+
+/** Stop cleanly on SIGINT/SIGTERM: PostgreSQL gets a fast shutdown, the record is removed. */
+async function waitForSignal(stack: RunningStack): Promise<void> {
+  await new Promise<void>((resolve) => {
+    const stop = (signal: NodeJS.Signals) => {
+      notice(`[stack] ${signal}: stopping`)
+      void stack.stop().then(() => {
+        notice('[stack] stopped')
+        resolve()
+      })
+    }
+    process.once('SIGINT', stop)
+    process.once('SIGTERM', stop)
+  })
+}

@@ -1,0 +1,14 @@
+import {Args} from '@oclif/core'
+import {getDevice} from '../../lib/registry/index.js'
+import {BaseCommand} from '../../lib/cli/base-command.js'
+import {deviceView} from '../../lib/cli/views/devices.js'
+
+export default class DevicesGet extends BaseCommand<typeof DevicesGet> {
+  static override description = 'Show one device'
+  static override examples = ['<%= config.bin %> devices get dev-12345 -o yaml']
+  static override args = {id: Args.string({description: 'device id', required: true})}
+
+  async run(): Promise<void> {
+    await this.render(await getDevice(await this.ctx.database(), this.args.id), deviceView)
+  }
+}

@@ -1,0 +1,32 @@
+import {readFile, stat} from 'node:fs/promises'
+import {invalidInput, notFound} from '../core/errors.js'
+
+/** Limits are explicit: an input file larger than this is refused before it is read. */
+export const MAX_INPUT_BYTES = 512 * 1024 * 1024
+
+/**
+ * Read a file argument, `-` meaning stdin. oclif's allowStdin gives up after 10 ms, so stdin
+ * is read here until EOF.
+ */
+export async function readInput(path: string): Promise<string> {
+  if (path === '-') {
+    const chunks: Buffer[] = []
+    let size = 0
+    for await (const chunk of process.stdin) {
+      size += (chunk as Buffer).length
+      if (size > MAX_INPUT_BYTES) throw invalidInput('E_INPUT_SIZE', `stdin exceeds ${MAX_INPUT_BYTES} bytes`)
+      chunks.push(chunk as Buffer)
+    }
+    return Buffer.concat(chunks).toString('utf8')
+  }
+  try {
+    const info = await stat(path)
+    if (info.size > MAX_INPUT_BYTES) throw invalidInput('E_INPUT_SIZE', `${path} is ${info.size} bytes; the limit is ${MAX_INPUT_BYTES}`)
+    return await readFile(path, 'utf8')
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code
+    if (code === 'ENOENT') throw notFound('E_FILE_NOT_FOUND', `file ${JSON.stringify(path)} does not exist`, {hint: 'check the path, or pass - to read stdin'})
+    if (code === 'EISDIR') throw invalidInput('E_FILE_IS_DIR', `${path} is a directory; pass a file`)
+    throw error
+  }
+}

@@ -1,0 +1,45 @@
+import {unavailable} from '../core/errors.js'
+import {getContext, loadConfig} from './contexts.js'
+import {isProcessAlive, readStackRecord} from './stack-record.js'
+
+export interface EndpointFlags {
+  /** From --database-url or IOTCTL_DATABASE_URL (oclif reads the variable into the flag). */
+  databaseUrl?: string
+  brokerUrl?: string
+  /** From --context or IOTCTL_CONTEXT. */
+  context?: string
+}
+
+export interface Endpoints {
+  databaseUrl?: string
+  brokerUrl?: string
+  /** Where the database URL came from, for `config view` and error messages. */
+  databaseSource: 'flag' | `context:${string}` | 'dev-stack' | 'none'
+}
+
+/** Precedence: flag > env > context > defaults (the running dev stack). */
+export async function resolveEndpoints(flags: EndpointFlags): Promise<Endpoints> {
+  const config = await loadConfig()
+  const contextName = flags.context ?? config['current-context']
+  const context = contextName ? getContext(config, contextName) : undefined
+  if (flags.databaseUrl) {
+    return {databaseUrl: flags.databaseUrl, brokerUrl: flags.brokerUrl ?? context?.['broker-url'], databaseSource: 'flag'}
+  }
+  if (context?.['database-url']) {
+    return {databaseUrl: context['database-url'], brokerUrl: flags.brokerUrl ?? context['broker-url'], databaseSource: `context:${contextName}`}
+  }
+  const stack = await readStackRecord()
+  if (stack && isProcessAlive(stack.pid)) {
+    return {databaseUrl: stack.databaseUrl, brokerUrl: flags.brokerUrl ?? context?.['broker-url'], databaseSource: 'dev-stack'}
+  }
+  return {brokerUrl: flags.brokerUrl ?? context?.['broker-url'], databaseSource: 'none'}
+}
+
+export function requireDatabaseUrl(endpoints: Endpoints): string {
+  if (!endpoints.databaseUrl) {
+    throw unavailable('E_NO_DATABASE', 'no database configured and no dev stack is running', {
+      hint: 'start one with `iotctl dev up --detach`, or pass --database-url / set IOTCTL_DATABASE_URL, or `iotctl config set-context`',
+    })
+  }
+  return endpoints.databaseUrl
+}

@@ -1,0 +1,66 @@
+import type {Database} from '../context.js'
+import {conflict} from '../core/errors.js'
+import {withTransaction, type PoolClient} from '../db/pool.js'
+import type {ParsedRow} from './import-parse.js'
+
+export const ON_CONFLICT = ['fail', 'skip', 'update'] as const
+export type OnConflict = (typeof ON_CONFLICT)[number]
+
+export interface ImportResult {
+  rows: number
+  inserted: number
+  updated: number
+  skipped: number
+}
+
+const BATCH_SIZE = 5_000
+
+const CONFLICT_SQL: Record<OnConflict, string> = {
+  fail: 'ON CONFLICT (device_id) DO NOTHING',
+  skip: 'ON CONFLICT (device_id) DO NOTHING',
+  // Deprovisioned rows stay as they are: audit records are not resurrected by an import.
+  update: `ON CONFLICT (device_id) DO UPDATE SET device_type = EXCLUDED.device_type,
+    owner_user_id = EXCLUDED.owner_user_id, firmware_version = EXCLUDED.firmware_version,
+    firmware_key = EXCLUDED.firmware_key, status = EXCLUDED.status, labels = EXCLUDED.labels,
+    metadata = EXCLUDED.metadata, updated_at = now(), row_version = devices.row_version + 1
+    WHERE devices.status <> 'deprovisioned'`,
+}
+
+/** One statement per batch: arrays through unnest keep it to 8 parameters whatever the size. */
+async function insertBatch(client: PoolClient, batch: ParsedRow[], onConflict: OnConflict) {
+  const col = <K extends keyof ParsedRow['device']>(k: K) => batch.map((r) => r.device[k])
+  const {rows} = await client.query<{device_id: string; inserted: boolean}>(
+    `INSERT INTO devices (device_id, device_type, owner_user_id, firmware_version, firmware_key, status, labels, metadata)
+     SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::jsonb[], $8::jsonb[])
+     ${CONFLICT_SQL[onConflict]} RETURNING device_id, (xmax = 0) AS inserted`,
+    [col('device_id'), col('device_type'), col('owner_user_id'), col('firmware_version'), col('firmware_key'),
+      col('status'), col('labels').map((l) => JSON.stringify(l)), col('metadata').map((m) => JSON.stringify(m))])
+  return rows
+}
+
+/** All rows or none: every batch runs in one transaction, and a conflict rolls all of them back. */
+export async function importDevices(db: Database, rows: ParsedRow[], onConflict: OnConflict): Promise<ImportResult> {
+  return withTransaction(db.pool, db.url, async (client) => {
+    const result: ImportResult = {rows: rows.length, inserted: 0, updated: 0, skipped: 0}
+    for (let i = 0; i < rows.length; i += BATCH_SIZE) {
+      const batch = rows.slice(i, i + BATCH_SIZE)
+      const written = await insertBatch(client, batch, onConflict)
+      const inserted = written.filter((r) => r.inserted).length
+      result.inserted += inserted
+      result.updated += written.length - inserted
+      result.skipped += batch.length - written.length
+      if (onConflict === 'fail' && written.length < batch.length) throw existingRows(batch, written)
+    }
+    return result
+  })
+}
+
+function existingRows(batch: ParsedRow[], written: Array<{device_id: string}>) {
+  const done = new Set(written.map((r) => r.device_id))
+  const clashes = batch.filter((r) => !done.has(r.device.device_id))
+  const listed = clashes.slice(0, 20).map((r) => `  line ${r.line}: device_id ${r.device.device_id} already exists`).join('\n')
+  return conflict('E_IMPORT_EXISTS', `${clashes.length}${clashes.length >= 20 ? '+' : ''} device(s) already registered; nothing was imported:\n${listed}`, {
+    hint: 'pass --on-conflict skip to keep existing devices, or --on-conflict update to overwrite them',
+    data: {lines: clashes.map((r) => r.line)},
+  })
+}

@@ -1,0 +1,18 @@
+import {join} from 'node:path'
+import {devDir} from '../config/stack-record.js'
+import {iotctlHome} from '../config/home.js'
+
+export const DEV_SERVICES = ['stack', 'postgres'] as const
+export type DevService = (typeof DEV_SERVICES)[number]
+
+/** Everything `dev up` owns lives under $IOTCTL_HOME/dev/; `dev reset` removes exactly this. */
+export function devPaths(home = iotctlHome()) {
+  const root = devDir(home)
+  return {
+    root,
+    pgData: join(root, 'pgdata'),
+    secrets: join(root, 'postgres.json'),
+    logs: join(root, 'logs'),
+    log: (service: DevService) => join(root, 'logs', `${service}.log`),
+  }
+}

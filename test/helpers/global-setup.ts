@@ -1,0 +1,2 @@
+// placeholder, replaced by the database helper
+export default async function setup(): Promise<void> {}
