@@ -19,7 +19,7 @@ While it runs, every other command finds it without flags.`
     if (this.flags.detach) {
       const record = await startDetached(['--db-port', String(this.flags['db-port'])])
       await this.render(summary(record.pid, record.databaseUrl, record.dataDir, true), view)
-      if (!this.machineOutput) notice('stop it with `iotctl dev down`')
+      if (!this.machineOutput) notice(record.alreadyRunning ? 'the dev stack was already running' : 'stop it with `iotctl dev down`')
       return
     }
     const stack = await startDevStack({dbPort: this.flags['db-port'], log: (line) => notice(`[stack] ${line}`)})

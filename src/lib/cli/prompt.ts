@@ -9,7 +9,7 @@ export async function confirmOrRefuse(question: string, options: {yes: boolean; 
   if (options.yes) return
   const flag = options.flag ?? '--yes'
   if (!canPrompt()) {
-    throw usageError('E_CONFIRMATION_REQUIRED', `${question} needs confirmation, and there is no terminal to ask`, {
+    throw usageError('E_CONFIRMATION_REQUIRED', `confirmation required ("${question}") and there is no terminal to ask; nothing was changed`, {
       hint: `pass ${flag} to confirm`,
     })
   }

@@ -1,3 +1,4 @@
+import {readFileSync} from 'node:fs'
 import {mkdir, readFile, rename, rm, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
 import {iotctlHome} from './home.js'
@@ -44,11 +45,21 @@ export async function removeStackRecord(home = iotctlHome()): Promise<void> {
   await rm(stackRecordFile(home), {force: true})
 }
 
+/**
+ * Alive and not a zombie: a detached stack whose parent exited is re-parented to PID 1, and
+ * where PID 1 does not reap children (containers, sandboxes) a killed stack stays a zombie that
+ * still answers kill(pid, 0).
+ */
 export function isProcessAlive(pid: number): boolean {
   try {
     process.kill(pid, 0)
-    return true
   } catch (error) {
     return (error as NodeJS.ErrnoException).code === 'EPERM'
+  }
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z'
+  } catch {
+    return true // no procfs (macOS): trust kill(0)
   }
 }

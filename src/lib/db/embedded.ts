@@ -4,6 +4,7 @@ import {createServer} from 'node:net'
 import {dirname, join} from 'node:path'
 import {userInfo} from 'node:os'
 import {unavailable} from '../core/errors.js'
+import {isProcessAlive as alive} from '../config/stack-record.js'
 
 export interface EmbeddedOptions {
   dataDir: string
@@ -66,14 +67,6 @@ export async function stopOrphanServer(dataDir: string, timeoutMs = 15_000): Pro
   return true
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch {
-    return false
-  }
-}
 
 async function isInitialised(dataDir: string): Promise<boolean> {
   try {

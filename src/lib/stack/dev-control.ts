@@ -1,6 +1,6 @@
 import {spawn} from 'node:child_process'
 import {openSync, closeSync} from 'node:fs'
-import {mkdir, rm} from 'node:fs/promises'
+import {mkdir, readFile, rm} from 'node:fs/promises'
 import {iotctlHome} from '../config/home.js'
 import {isProcessAlive, readStackRecord, removeStackRecord, type StackRecord} from '../config/stack-record.js'
 import {notFound, timedOut, unavailable} from '../core/errors.js'
@@ -54,9 +54,14 @@ export async function devStatus(home = iotctlHome()): Promise<DevStatus> {
   return status
 }
 
-/** Start `iotctl dev up` as a detached background process and wait until it is ready. */
-export async function startDetached(argv: string[], options: {home?: string; timeoutMs?: number} = {}): Promise<StackRecord> {
+/**
+ * Start `iotctl dev up` as a detached background process and wait until it is ready.
+ * Idempotent, like `docker compose up -d`: a stack that already runs is returned as it is.
+ */
+export async function startDetached(argv: string[], options: {home?: string; timeoutMs?: number} = {}): Promise<StackRecord & {alreadyRunning: boolean}> {
   const home = options.home ?? iotctlHome()
+  const existing = await runningStack(home)
+  if (existing) return {...existing, alreadyRunning: true}
   const paths = devPaths(home)
   await mkdir(paths.logs, {recursive: true, mode: 0o700})
   const out = openSync(paths.log('stack'), 'a')
@@ -72,10 +77,11 @@ export async function startDetached(argv: string[], options: {home?: string; tim
   const deadline = Date.now() + (options.timeoutMs ?? 120_000)
   while (Date.now() < deadline) {
     const record = await readStackRecord(home)
-    if (record && record.pid === child.pid) return record
+    if (record && record.pid === child.pid) return {...record, alreadyRunning: false}
     if (exited !== undefined) {
-      throw unavailable('E_DEV_START', `the dev stack exited during start-up (code ${exited})`, {
-        hint: `read ${paths.log('stack')} (iotctl dev logs stack)`,
+      const tail = (await readFile(paths.log('stack'), 'utf8').catch(() => '')).trim().split('\n').slice(-4).join('\n')
+      throw unavailable('E_DEV_START', `the dev stack exited during start-up (code ${exited}):\n${tail}`, {
+        hint: `read the whole log with \`iotctl dev logs\` (${paths.logs})`,
       })
     }
     await new Promise((r) => setTimeout(r, 100))

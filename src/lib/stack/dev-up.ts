@@ -1,9 +1,10 @@
 import {createWriteStream, rmSync} from 'node:fs'
-import {mkdir, readFile, writeFile} from 'node:fs/promises'
+import {mkdir, readFile, rm, writeFile} from 'node:fs/promises'
+import {join} from 'node:path'
 import {randomBytes} from 'node:crypto'
 import {conflict} from '../core/errors.js'
 import {iotctlHome} from '../config/home.js'
-import {removeStackRecord, stackRecordFile, writeStackRecord, type StackRecord} from '../config/stack-record.js'
+import {isProcessAlive, readStackRecord, removeStackRecord, stackRecordFile, writeStackRecord, type StackRecord} from '../config/stack-record.js'
 import {createPool} from '../db/pool.js'
 import {migrate} from '../db/migrate.js'
 import {startEmbeddedPostgres} from '../db/embedded.js'
@@ -38,17 +39,25 @@ async function loadSecrets(file: string): Promise<Secrets> {
   }
 }
 
-async function lockStack(root: string): Promise<() => Promise<void>> {
+/**
+ * One stack per data directory. A lock left by a stack that was killed (-9) is taken over at
+ * once when the recorded stack process is gone, instead of waiting for it to go stale.
+ */
+async function lockStack(root: string, home: string): Promise<() => Promise<void>> {
   const lockfile = await import('proper-lockfile')
+  const options = {realpath: false, stale: 10_000, update: 2_000, lockfilePath: join(root, 'stack.lock')}
   try {
-    return await lockfile.lock(root, {realpath: false, stale: 10_000, update: 2_000})
+    return await lockfile.lock(root, options)
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ELOCKED') {
-      throw conflict('E_STACK_RUNNING', `a dev stack is already running on ${root}`, {
-        hint: 'see it with `iotctl dev status`, stop it with `iotctl dev down`, or use another IOTCTL_HOME',
-      })
+    if ((error as NodeJS.ErrnoException).code !== 'ELOCKED') throw error
+    const record = await readStackRecord(home)
+    if (!record || !isProcessAlive(record.pid)) {
+      await rm(options.lockfilePath, {recursive: true, force: true})
+      return lockfile.lock(root, options)
     }
-    throw error
+    throw conflict('E_STACK_RUNNING', `a dev stack is already running on ${root} (pid ${record.pid})`, {
+      hint: 'see it with `iotctl dev status`, stop it with `iotctl dev down`, or use another IOTCTL_HOME',
+    })
   }
 }
 
@@ -57,7 +66,7 @@ export async function startDevStack(options: DevUpOptions): Promise<RunningStack
   const home = options.home ?? iotctlHome()
   const paths = devPaths(home)
   await mkdir(paths.logs, {recursive: true, mode: 0o700})
-  const release = await lockStack(paths.root)
+  const release = await lockStack(paths.root, home)
   const pgLog = createWriteStream(paths.log('postgres'), {flags: 'a'})
   try {
     const secrets = await loadSecrets(paths.secrets)
