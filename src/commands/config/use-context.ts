@@ -1,4 +1,4 @@
-import {Args} from '@oclif/core'
+import {Args} from '../../lib/cli/oclif.js'
 import {BaseCommand} from '../../lib/cli/base-command.js'
 import {useContext} from '../../lib/config/index.js'
 

@@ -1,4 +1,4 @@
-import {Args} from '@oclif/core'
+import {Args} from '../../lib/cli/oclif.js'
 import {getDevice} from '../../lib/registry/index.js'
 import {BaseCommand} from '../../lib/cli/base-command.js'
 import {deviceView} from '../../lib/cli/views/devices.js'

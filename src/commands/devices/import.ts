@@ -1,4 +1,4 @@
-import {Args, Flags} from '@oclif/core'
+import {Args, Flags} from '../../lib/cli/oclif.js'
 import {BaseCommand} from '../../lib/cli/base-command.js'
 import {startProgress} from '../../lib/cli/progress.js'
 import {readInput} from '../../lib/cli/input.js'

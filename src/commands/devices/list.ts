@@ -1,4 +1,4 @@
-import {Flags} from '@oclif/core'
+import {Flags} from '../../lib/cli/oclif.js'
 import {BaseCommand} from '../../lib/cli/base-command.js'
 import {devicePageView} from '../../lib/cli/views/devices.js'
 import {notice} from '../../lib/cli/progress.js'

@@ -1,4 +1,4 @@
-import {Args, Flags} from '@oclif/core'
+import {Args, Flags} from '../../lib/cli/oclif.js'
 import {BaseCommand} from '../../lib/cli/base-command.js'
 import {deviceView} from '../../lib/cli/views/devices.js'
 import {invalidInput} from '../../lib/core/errors.js'

@@ -1,4 +1,4 @@
-import {Command, type Interfaces} from '@oclif/core'
+import {Command, type Interfaces} from './oclif.js'
 import {AppContext} from '../context.js'
 import {ExitCode} from '../core/errors.js'
 import {errorEnvelope, renderResult, type OutputFormat, type View} from './output.js'
