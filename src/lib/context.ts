@@ -1,11 +1,7 @@
-import type {Pool} from './db/pool.js'
+import type {Database} from './db/pool.js'
 import {requireDatabaseUrl, resolveEndpoints, type EndpointFlags, type Endpoints} from './config/resolve.js'
 
-export interface Database {
-  pool: Pool
-  /** For error messages only; print it through maskUrl. */
-  url: string
-}
+export type {Database} from './db/pool.js'
 
 /**
  * The one place that wires adapters together, lazily: a command that never touches the

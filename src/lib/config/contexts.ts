@@ -7,6 +7,8 @@ import {configFile} from './home.js'
 export interface ContextEntry {
   'database-url'?: string
   'broker-url'?: string
+  /** Where this context's CA lives (default $IOTCTL_HOME/ca). */
+  'ca-dir'?: string
 }
 
 export interface ConfigFile {
@@ -15,7 +17,7 @@ export interface ConfigFile {
 }
 
 export const CONTEXT_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/
-const KNOWN_KEYS = new Set(['database-url', 'broker-url'])
+const KNOWN_KEYS = new Set(['database-url', 'broker-url', 'ca-dir'])
 
 export async function loadConfig(file = configFile()): Promise<ConfigFile> {
   let text: string

@@ -5,7 +5,7 @@ import {configFile} from './home.js'
 import {resolveEndpoints, type EndpointFlags} from './resolve.js'
 
 export {iotctlHome} from './home.js'
-export {resolveEndpoints, requireDatabaseUrl, type EndpointFlags, type Endpoints} from './resolve.js'
+export {resolveCaDir, resolveEndpoints, requireDatabaseUrl, type EndpointFlags, type Endpoints} from './resolve.js'
 
 export interface ConfigView {
   file: string

@@ -1,5 +1,7 @@
 import {unavailable} from '../core/errors.js'
+import {join, resolve} from 'node:path'
 import {getContext, loadConfig} from './contexts.js'
+import {iotctlHome} from './home.js'
 import {isProcessAlive, readStackRecord} from './stack-record.js'
 
 export interface EndpointFlags {
@@ -42,4 +44,13 @@ export function requireDatabaseUrl(endpoints: Endpoints): string {
     })
   }
   return endpoints.databaseUrl
+}
+
+/** The CA directory: --ca-dir / IOTCTL_CA_DIR > the context's ca-dir > $IOTCTL_HOME/ca. */
+export async function resolveCaDir(flags: {caDir?: string; context?: string}): Promise<string> {
+  if (flags.caDir) return resolve(flags.caDir)
+  const config = await loadConfig()
+  const name = flags.context ?? config['current-context']
+  const fromContext = name ? getContext(config, name)['ca-dir'] : undefined
+  return fromContext ? resolve(fromContext) : join(iotctlHome(), 'ca')
 }

@@ -4,6 +4,12 @@ import {maskUrl} from '../core/url.js'
 
 export type {Pool, PoolClient} from 'pg'
 
+/** An open database as the domain sees it: a pool plus its URL (for error messages, printed masked). */
+export interface Database {
+  pool: Pool
+  url: string
+}
+
 export interface PoolOptions {
   max?: number
   /** How long to wait for a connection before reporting the database as unavailable. */

@@ -1,4 +1,4 @@
-import type {Database} from '../context.js'
+import type {Database} from '../db/pool.js'
 import {conflict} from '../core/errors.js'
 import {withTransaction, type PoolClient} from '../db/pool.js'
 import type {ParsedRow} from './import-parse.js'

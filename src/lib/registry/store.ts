@@ -1,10 +1,11 @@
-import type {Database} from '../context.js'
+import type {Database} from '../db/pool.js'
 import {assertDeviceId} from '../core/device-id.js'
 import {conflict, invalidInput, notFound} from '../core/errors.js'
 import {parseSelector, type Requirement} from '../core/selector.js'
 import {connectClient, databaseUnavailable, isConnectionError, withTransaction} from '../db/pool.js'
 import {DEVICE_COLUMNS, fromRow, type Device, type DeviceInput, type DeviceRow, type DeviceStatus} from './device.js'
 import {compileSelector} from './selector-sql.js'
+import {revokeDeviceCertificates} from '../pki/store.js'
 
 export const MAX_LIST_LIMIT = 10_000
 
@@ -148,14 +149,20 @@ export async function updateDevice(db: Database, id: string, patch: DevicePatch)
   })
 }
 
-/** Keep the row for audit; a second deprovision changes nothing. */
-export async function deprovisionDevice(db: Database, id: string): Promise<Device> {
+/**
+ * Keep the row for audit; a second deprovision changes nothing. Its certificates are revoked in
+ * the same transaction (cessationOfOperation), so the next CRL locks it out.
+ */
+export async function deprovisionDevice(db: Database, id: string): Promise<Device & {revoked_certificates: string[]}> {
   assertDeviceId(id)
-  const rows = await query<DeviceRow>(db, `UPDATE devices SET
-      status = 'deprovisioned',
-      updated_at = CASE WHEN status = 'deprovisioned' THEN updated_at ELSE now() END,
-      row_version = CASE WHEN status = 'deprovisioned' THEN row_version ELSE row_version + 1 END
-    WHERE device_id = $1 RETURNING ${DEVICE_COLUMNS}`, [id])
-  if (rows.length === 0) throw deviceNotFound(id)
-  return fromRow(rows[0]!)
+  return withTransaction(db.pool, db.url, async (client) => {
+    const {rows} = await client.query<DeviceRow>(`UPDATE devices SET
+        status = 'deprovisioned',
+        updated_at = CASE WHEN status = 'deprovisioned' THEN updated_at ELSE now() END,
+        row_version = CASE WHEN status = 'deprovisioned' THEN row_version ELSE row_version + 1 END
+      WHERE device_id = $1 RETURNING ${DEVICE_COLUMNS}`, [id])
+    if (rows.length === 0) throw deviceNotFound(id)
+    const revoked = await revokeDeviceCertificates(client, id, 'cessationOfOperation')
+    return {...fromRow(rows[0]!), revoked_certificates: revoked}
+  })
 }

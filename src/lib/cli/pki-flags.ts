@@ -1,0 +1,32 @@
+import {readFile} from 'node:fs/promises'
+import {invalidInput, notFound} from '../core/errors.js'
+import {Flags} from './oclif.js'
+import {askSecret} from './prompt.js'
+import {canPrompt} from './terminal.js'
+
+export const pkiFlags = {
+  'ca-dir': Flags.string({description: 'CA directory (default: the context\'s, else $IOTCTL_HOME/ca)', env: 'IOTCTL_CA_DIR'}),
+  'passphrase-file': Flags.string({description: 'file holding the CA key passphrase (else IOTCTL_CA_PASSPHRASE, else a prompt)'}),
+}
+
+/**
+ * The CA passphrase: --passphrase-file > IOTCTL_CA_PASSPHRASE > an interactive prompt. Never a
+ * flag value (it would land in shell history and `ps`).
+ */
+export async function caPassphrase(file: string | undefined, options: {confirm?: boolean} = {}): Promise<string> {
+  if (file) {
+    const text = await readFile(file, 'utf8').catch(() => {
+      throw notFound('E_PASSPHRASE_FILE', `cannot read the passphrase file ${file}`)
+    })
+    return text.replace(/\r?\n$/, '')
+  }
+  const fromEnv = process.env.IOTCTL_CA_PASSPHRASE
+  if (fromEnv) return fromEnv
+  const replacement = 'set IOTCTL_CA_PASSPHRASE or pass --passphrase-file FILE'
+  const first = await askSecret('CA passphrase', replacement)
+  if (options.confirm && canPrompt()) {
+    const again = await askSecret('Repeat the CA passphrase', replacement)
+    if (again !== first) throw invalidInput('E_PASSPHRASE_MISMATCH', 'the two passphrases differ; nothing was written')
+  }
+  return first
+}

@@ -1,0 +1,18 @@
+import {chmod, mkdir, writeFile} from 'node:fs/promises'
+import {join} from 'node:path'
+import type {IssuedCertificate} from './issue.js'
+
+/** device.key (0600, only when iotctl generated it), device.crt, chain.pem (intermediate + root). */
+export async function writeIssued(dir: string, issued: IssuedCertificate, base = 'device'): Promise<string[]> {
+  await mkdir(dir, {recursive: true, mode: 0o700})
+  const written: string[] = []
+  if (issued.private_key) {
+    await writeFile(join(dir, `${base}.key`), issued.private_key, {mode: 0o600})
+    await chmod(join(dir, `${base}.key`), 0o600) // an older file keeps its mode on overwrite
+    written.push(join(dir, `${base}.key`))
+  }
+  await writeFile(join(dir, `${base}.crt`), issued.certificate, {mode: 0o644})
+  await writeFile(join(dir, 'chain.pem'), issued.chain, {mode: 0o644})
+  written.push(join(dir, `${base}.crt`), join(dir, 'chain.pem'))
+  return written
+}
