@@ -20,3 +20,11 @@ export function assertDeviceId(value: string, where = 'device id'): string {
   }
   return value
 }
+
+/** Names a device may never take: they would shadow service identities (svc-*, admin). */
+export function assertNotReservedDeviceId(id: string): string {
+  if (id.startsWith('svc-') || id === 'admin' || id.includes('$')) {
+    throw invalidInput('E_RESERVED_NAME', `${JSON.stringify(id)} is reserved for services and cannot be a device`, {hint: 'device ids may not be "admin" or start with "svc-"'})
+  }
+  return id
+}

@@ -56,7 +56,8 @@ export async function buildCrl(client: PoolClient, ca: SigningCa, now = new Date
       reason: x.X509CrlReason[(r.revocation_reason ?? 'unspecified') as (typeof REVOCATION_REASONS)[number]],
     })),
   })
-  return {pem: crl.toString('pem'), number, entries: rows.length, nextUpdate}
+  // OpenSSL, Node and Mosquitto read the RFC 7468 label "X509 CRL", not the library's "CRL".
+  return {pem: x.PemConverter.encode(crl.rawData, 'X509 CRL').trimEnd() + '\n', number, entries: rows.length, nextUpdate}
 }
 
 /** Write CRLs for every CA, each atomically, plus crl-chain.pem (all of them) for Node's `tls`. */

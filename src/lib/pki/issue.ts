@@ -1,5 +1,5 @@
 import {X509Certificate} from 'node:crypto'
-import {assertDeviceId} from '../core/device-id.js'
+import {assertDeviceId, assertNotReservedDeviceId} from '../core/device-id.js'
 import {IotctlError, invalidInput, notFound} from '../core/errors.js'
 import type {PoolClient} from '../db/pool.js'
 import {fingerprint} from './ca-files.js'
@@ -19,13 +19,6 @@ export interface IssuedCertificate {
   chain: string
   /** Present only when iotctl generated the key; never logged, never stored in the database. */
   private_key?: string
-}
-
-/** Names a device may never take: they would shadow service identities or MQTT's `$` space. */
-export function assertNotReserved(id: string): void {
-  if (id.startsWith('svc-') || id === 'admin' || id.includes('$')) {
-    throw invalidInput('E_RESERVED_NAME', `${JSON.stringify(id)} is reserved for services and cannot be a device`, {hint: 'device ids may not be "admin" or start with "svc-"'})
-  }
 }
 
 export function assertDays(days: number): number {
@@ -74,7 +67,7 @@ export async function signLeaf(client: PoolClient, ca: SigningCa, chain: string,
 /** A device may get a certificate while it is registered and not deprovisioned; the row is locked. */
 export async function assertIssuable(client: PoolClient, deviceId: string): Promise<void> {
   assertDeviceId(deviceId)
-  assertNotReserved(deviceId)
+  assertNotReservedDeviceId(deviceId)
   const {rows} = await client.query<{status: string}>('SELECT status FROM devices WHERE device_id = $1 FOR SHARE', [deviceId])
   if (rows.length === 0) {
     throw notFound('E_DEVICE_NOT_FOUND', `device ${JSON.stringify(deviceId)} not found`, {hint: `register it first: iotctl devices register ${deviceId} --type …`})

@@ -81,5 +81,5 @@ export async function createCertificate(req: CertificateRequest): Promise<{pem: 
     signingAlgorithm: req.signingAlgorithm,
     extensions: await extensionsFor(req.profile, req.publicKey, req.issuerPublicKey),
   })
-  return {pem: cert.toString('pem'), serial, notBefore, notAfter}
+  return {pem: cert.toString('pem').trimEnd() + '\n', serial, notBefore, notAfter}
 }

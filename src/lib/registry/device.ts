@@ -1,4 +1,4 @@
-import {assertDeviceId} from '../core/device-id.js'
+import {assertDeviceId, assertNotReservedDeviceId} from '../core/device-id.js'
 import {invalidInput} from '../core/errors.js'
 import {assertLabels} from '../core/key-value.js'
 import {firmwareKey} from './firmware-key.js'
@@ -85,7 +85,7 @@ export function toDeviceInput(raw: Record<string, unknown>): DeviceInput {
   const labels = raw.labels ?? {}
   if (typeof labels !== 'object' || labels === null || Array.isArray(labels)) throw invalidInput('E_LABELS', 'labels must be an object of string values')
   return {
-    device_id: assertDeviceId(String(raw.device_id)),
+    device_id: assertNotReservedDeviceId(assertDeviceId(String(raw.device_id))),
     device_type: assertDeviceType(raw.device_type),
     owner_user_id: assertOwner(raw.owner_user_id),
     firmware_version: firmware,
