@@ -12,18 +12,26 @@ export interface PkiOptions {
   passphrase: string
 }
 
-export async function issueDeviceCertificates(db: Database, options: PkiOptions & {deviceIds: string[]; csrPem?: string; days: number}): Promise<IssuedCertificate[]> {
+export type DeviceIssuer = (client: PoolClient, deviceIds: string[]) => Promise<IssuedCertificate[]>
+
+/** Decrypt the device CA once; the returned function issues inside the caller's transaction. */
+export async function deviceIssuer(options: PkiOptions & {csrPem?: string; days: number}): Promise<DeviceIssuer> {
   assertDays(options.days)
   const ca = await loadSigningCa(options.caDir, 'device-ca', options.passphrase)
   const chain = await chainPem(options.caDir, 'device-ca')
-  return withTransaction(db.pool, db.url, async (client) => {
+  return async (client, deviceIds) => {
     const issued: IssuedCertificate[] = []
-    for (const id of options.deviceIds) {
+    for (const id of deviceIds) {
       await assertIssuable(client, id)
       issued.push(await signLeaf(client, ca, chain, {kind: 'device', name: id, csrPem: options.csrPem, days: options.days}))
     }
     return issued
-  })
+  }
+}
+
+export async function issueDeviceCertificates(db: Database, options: PkiOptions & {deviceIds: string[]; csrPem?: string; days: number}): Promise<IssuedCertificate[]> {
+  const issue = await deviceIssuer(options)
+  return withTransaction(db.pool, db.url, (client) => issue(client, options.deviceIds))
 }
 
 /** Service identities (CLI, ingest, controller) come only from the service intermediate. */

@@ -39,9 +39,16 @@ async function insertBatch(client: PoolClient, batch: ParsedRow[], onConflict: O
 }
 
 /** All rows or none: every batch runs in one transaction, and a conflict rolls all of them back. */
-export async function importDevices(db: Database, rows: ParsedRow[], onConflict: OnConflict): Promise<ImportResult> {
+/**
+ * `alsoInTransaction` runs after the rows are written, in the same transaction, with the ids that
+ * were inserted or updated: `devices import --issue-certs` issues certificates there, so a failed
+ * issuance rolls the import back too.
+ */
+export async function importDevices(db: Database, rows: ParsedRow[], onConflict: OnConflict,
+  alsoInTransaction?: (client: PoolClient, deviceIds: string[]) => Promise<void>): Promise<ImportResult> {
   return withTransaction(db.pool, db.url, async (client) => {
     const result: ImportResult = {rows: rows.length, inserted: 0, updated: 0, skipped: 0}
+    const writtenIds: string[] = []
     for (let i = 0; i < rows.length; i += BATCH_SIZE) {
       const batch = rows.slice(i, i + BATCH_SIZE)
       const written = await insertBatch(client, batch, onConflict)
@@ -50,7 +57,9 @@ export async function importDevices(db: Database, rows: ParsedRow[], onConflict:
       result.updated += written.length - inserted
       result.skipped += batch.length - written.length
       if (onConflict === 'fail' && written.length < batch.length) throw existingRows(batch, written)
+      for (const row of written) writtenIds.push(row.device_id)
     }
+    if (alsoInTransaction) await alsoInTransaction(client, writtenIds)
     return result
   })
 }
