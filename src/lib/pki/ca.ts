@@ -1,4 +1,4 @@
-import {X509Certificate} from 'node:crypto'
+import {X509Certificate, type KeyObject} from 'node:crypto'
 import {mkdir, readFile, rename, rm, stat, writeFile} from 'node:fs/promises'
 import {dirname, join} from 'node:path'
 import {conflict, invalidInput} from '../core/errors.js'
@@ -85,6 +85,8 @@ export interface SigningCa {
   cert: X509Certificate
   pem: string
   signingKey: CryptoKey
+  /** The same key for Node's crypto.sign (large CRLs are signed directly, see crl.ts). */
+  keyObject: KeyObject
   publicKey: CryptoKey
   signingAlgorithm: Algorithm | EcdsaParams
 }
@@ -100,6 +102,7 @@ export async function loadSigningCa(dir: string, role: CaRole, passphrase: strin
     cert,
     pem: cert.toString(),
     signingKey: await toSigningKey(key),
+    keyObject: key,
     publicKey: await subtle.importKey('spki', spki, algorithms(type).key, true, ['verify']),
     signingAlgorithm: algorithms(type).sign,
   }

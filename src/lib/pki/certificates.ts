@@ -4,7 +4,7 @@ import {assertDeviceId} from '../core/device-id.js'
 import {connectClient, withTransaction, type Database, type PoolClient} from '../db/pool.js'
 import {chainPem, loadSigningCa} from './ca.js'
 import {writeCrls, type CrlInfo} from './crl.js'
-import {assertDays, assertIssuable, signLeaf, type IssuedCertificate} from './issue.js'
+import {assertDays, assertIssuable, signLeaves, type IssuedCertificate} from './issue.js'
 import {CERT_COLUMNS, fromCertRow, REVOCATION_REASONS, type CertificateRecord, type RevocationReason} from './store.js'
 
 export interface PkiOptions {
@@ -20,12 +20,8 @@ export async function deviceIssuer(options: PkiOptions & {csrPem?: string; days:
   const ca = await loadSigningCa(options.caDir, 'device-ca', options.passphrase)
   const chain = await chainPem(options.caDir, 'device-ca')
   return async (client, deviceIds) => {
-    const issued: IssuedCertificate[] = []
-    for (const id of deviceIds) {
-      await assertIssuable(client, id)
-      issued.push(await signLeaf(client, ca, chain, {kind: 'device', name: id, csrPem: options.csrPem, days: options.days}))
-    }
-    return issued
+    await assertIssuable(client, deviceIds)
+    return signLeaves(client, ca, chain, deviceIds.map((id) => ({kind: 'device', name: id, csrPem: options.csrPem, days: options.days})))
   }
 }
 
@@ -40,7 +36,8 @@ export async function issueOperatorCertificate(db: Database, options: PkiOptions
   assertDeviceId(options.name, 'operator name')
   const ca = await loadSigningCa(options.caDir, 'service-ca', options.passphrase)
   const chain = await chainPem(options.caDir, 'service-ca')
-  return withTransaction(db.pool, db.url, (client) => signLeaf(client, ca, chain, {kind: 'operator', name: options.name, csrPem: options.csrPem, days: options.days}))
+  return withTransaction(db.pool, db.url, async (client) =>
+    (await signLeaves(client, ca, chain, [{kind: 'operator', name: options.name, csrPem: options.csrPem, days: options.days}]))[0]!)
 }
 
 export interface ListCertificatesOptions {

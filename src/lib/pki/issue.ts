@@ -7,7 +7,7 @@ import type {SigningCa} from './ca.js'
 import {verifyCsr} from './csr.js'
 import {exportPrivateKey, generateKeyPair, publicKeyFingerprint} from './keys.js'
 import {createCertificate, type Profile} from './profiles.js'
-import {assertKeyUnused, insertCertificate, type CertificateRecord} from './store.js'
+import {assertKeyUnused, insertCertificates, type CertificateRecord} from './store.js'
 import {subtle} from './x509.js'
 
 export const DEFAULT_DAYS = 365
@@ -33,12 +33,24 @@ interface Subject {
   days: number
 }
 
+/** A signed leaf not yet recorded: the crypto half of issuance, free of the database. */
+interface BuiltLeaf {
+  subject: Subject
+  pem: string
+  serial: string
+  notBefore: Date
+  notAfter: Date
+  fingerprint: string
+  publicKeySha256: string
+  fromCsr: boolean
+  privateKey?: string
+}
+
 /**
- * Sign one leaf certificate and record it, inside the caller's transaction. The result is checked
- * with Node's own X509Certificate before it is recorded: a certificate that does not verify
- * against its CA is a bug, not output.
+ * Sign one leaf. The result is checked with Node's own X509Certificate before anything else sees
+ * it: a certificate that does not verify against its CA is a bug, not output.
  */
-export async function signLeaf(client: PoolClient, ca: SigningCa, chain: string, subject: Subject): Promise<IssuedCertificate> {
+async function buildLeaf(ca: SigningCa, subject: Subject): Promise<BuiltLeaf> {
   let publicKey: CryptoKey
   let publicKeySha256: string
   let privateKey: string | undefined
@@ -50,7 +62,6 @@ export async function signLeaf(client: PoolClient, ca: SigningCa, chain: string,
     publicKeySha256 = publicKeyFingerprint(await subtle.exportKey('spki', keys.publicKey))
     privateKey = await exportPrivateKey(keys.privateKey)
   }
-  await assertKeyUnused(client, publicKeySha256, subject.name)
   const profile: Profile = subject.kind === 'device' ? {kind: 'device', deviceId: subject.name} : {kind: 'operator', name: subject.name}
   const cert = await createCertificate({subject: `CN=${subject.name}`, issuer: ca.name, publicKey, issuerPublicKey: ca.publicKey,
     signingKey: ca.signingKey, signingAlgorithm: ca.signingAlgorithm, profile, days: subject.days})
@@ -58,21 +69,45 @@ export async function signLeaf(client: PoolClient, ca: SigningCa, chain: string,
   if (!node.verify(ca.cert.publicKey) || !node.checkIssued(ca.cert)) {
     throw new IotctlError('E_PKI_SELF_CHECK', 70, 'the issued certificate does not verify against its CA')
   }
-  const record = await insertCertificate(client, {serial: cert.serial, issuer: ca.role as 'device-ca' | 'service-ca', kind: subject.kind,
-    device_id: subject.kind === 'device' ? subject.name : null, subject_name: subject.name, fingerprint_sha256: fingerprint(node),
-    public_key_sha256: publicKeySha256, not_before: cert.notBefore, not_after: cert.notAfter})
-  return {record, certificate: cert.pem, chain, ...(privateKey ? {private_key: privateKey} : {})}
+  return {subject, ...cert, fingerprint: fingerprint(node), publicKeySha256, fromCsr: Boolean(subject.csrPem), privateKey}
 }
 
-/** A device may get a certificate while it is registered and not deprovisioned; the row is locked. */
-export async function assertIssuable(client: PoolClient, deviceId: string): Promise<void> {
-  assertDeviceId(deviceId)
-  assertNotReservedDeviceId(deviceId)
-  const {rows} = await client.query<{status: string}>('SELECT status FROM devices WHERE device_id = $1 FOR SHARE', [deviceId])
-  if (rows.length === 0) {
-    throw notFound('E_DEVICE_NOT_FOUND', `device ${JSON.stringify(deviceId)} not found`, {hint: `register it first: iotctl devices register ${deviceId} --type …`})
+// WebCrypto work runs on libuv's thread pool: keeping several certificates in flight keeps both
+// the pool and the event loop busy instead of waiting on one round trip at a time.
+const CRYPTO_CONCURRENCY = 16
+
+/**
+ * Issue leaves for many subjects inside the caller's transaction: crypto concurrently, then the
+ * key-reuse check (CSRs only: a freshly generated key cannot be in use) and one INSERT per batch.
+ */
+export async function signLeaves(client: PoolClient, ca: SigningCa, chain: string, subjects: Subject[]): Promise<IssuedCertificate[]> {
+  const {default: pLimit} = await import('p-limit')
+  const limit = pLimit(CRYPTO_CONCURRENCY)
+  const built = await Promise.all(subjects.map((subject) => limit(() => buildLeaf(ca, subject))))
+  for (const leaf of built) if (leaf.fromCsr) await assertKeyUnused(client, leaf.publicKeySha256, leaf.subject.name)
+  const records = await insertCertificates(client, built.map((leaf) => ({
+    serial: leaf.serial, issuer: ca.role as 'device-ca' | 'service-ca', kind: leaf.subject.kind,
+    device_id: leaf.subject.kind === 'device' ? leaf.subject.name : null, subject_name: leaf.subject.name,
+    fingerprint_sha256: leaf.fingerprint, public_key_sha256: leaf.publicKeySha256, not_before: leaf.notBefore, not_after: leaf.notAfter,
+  })))
+  return built.map((leaf, i) => ({record: records[i]!, certificate: leaf.pem, chain, ...(leaf.privateKey ? {private_key: leaf.privateKey} : {})}))
+}
+
+/** Devices may get certificates while registered and not deprovisioned; their rows are locked. */
+export async function assertIssuable(client: PoolClient, deviceIds: string[]): Promise<void> {
+  for (const id of deviceIds) {
+    assertDeviceId(id)
+    assertNotReservedDeviceId(id)
   }
-  if (rows[0]!.status === 'deprovisioned') {
-    throw notFound('E_DEVICE_DEPROVISIONED', `device ${JSON.stringify(deviceId)} is deprovisioned`, {hint: 'deprovisioned devices get no certificates; register a new device id'})
+  const {rows} = await client.query<{device_id: string; status: string}>(
+    'SELECT device_id, status FROM devices WHERE device_id = ANY($1::text[]) FOR SHARE', [deviceIds])
+  const status = new Map(rows.map((r) => [r.device_id, r.status]))
+  for (const id of deviceIds) {
+    if (!status.has(id)) {
+      throw notFound('E_DEVICE_NOT_FOUND', `device ${JSON.stringify(id)} not found`, {hint: `register it first: iotctl devices register ${id} --type …`})
+    }
+    if (status.get(id) === 'deprovisioned') {
+      throw notFound('E_DEVICE_DEPROVISIONED', `device ${JSON.stringify(id)} is deprovisioned`, {hint: 'deprovisioned devices get no certificates; register a new device id'})
+    }
   }
 }

@@ -25,11 +25,15 @@ export function randomSerial(): string {
   return bytes.toString('hex')
 }
 
+// The issuer's key identifier is the same for every certificate it signs: hash its key once.
+const authorityKeyIds = new WeakMap<CryptoKey, Promise<import('@peculiar/x509').AuthorityKeyIdentifierExtension>>()
+
 export async function extensionsFor(profile: Profile, subjectKey: CryptoKey, issuerKey: CryptoKey) {
   const x = await x509()
   const KU = x.KeyUsageFlags
   const ski = await x.SubjectKeyIdentifierExtension.create(subjectKey)
-  const aki = await x.AuthorityKeyIdentifierExtension.create(issuerKey)
+  if (!authorityKeyIds.has(issuerKey)) authorityKeyIds.set(issuerKey, x.AuthorityKeyIdentifierExtension.create(issuerKey))
+  const aki = await authorityKeyIds.get(issuerKey)!
   const leafKeyUsage = new x.KeyUsagesExtension(KU.digitalSignature, true)
   switch (profile.kind) {
     case 'root':

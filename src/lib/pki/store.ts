@@ -46,11 +46,22 @@ export async function assertKeyUnused(client: PoolClient, publicKeySha256: strin
   }
 }
 
-export async function insertCertificate(client: PoolClient, c: NewCertificate): Promise<CertificateRecord> {
-  const {rows} = await client.query<Row>(`INSERT INTO certificates (serial, issuer, kind, device_id, subject_name,
-      fingerprint_sha256, public_key_sha256, not_before, not_after) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9) RETURNING ${CERT_COLUMNS}`,
-  [c.serial, c.issuer, c.kind, c.device_id, c.subject_name, c.fingerprint_sha256, c.public_key_sha256, c.not_before, c.not_after])
-  return fromCertRow(rows[0]!)
+/** Record issued certificates: one INSERT per 5,000 through unnest, in the caller's transaction. */
+export async function insertCertificates(client: PoolClient, certs: NewCertificate[]): Promise<CertificateRecord[]> {
+  const out: CertificateRecord[] = []
+  for (let i = 0; i < certs.length; i += 5000) {
+    const batch = certs.slice(i, i + 5000)
+    const col = <K extends keyof NewCertificate>(k: K) => batch.map((c) => c[k])
+    const {rows} = await client.query<Row>(`INSERT INTO certificates (serial, issuer, kind, device_id, subject_name,
+        fingerprint_sha256, public_key_sha256, not_before, not_after)
+      SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::timestamptz[], $9::timestamptz[])
+      RETURNING ${CERT_COLUMNS}`,
+    [col('serial'), col('issuer'), col('kind'), col('device_id'), col('subject_name'), col('fingerprint_sha256'),
+      col('public_key_sha256'), col('not_before'), col('not_after')])
+    const bySerial = new Map(rows.map((r) => [r.serial, fromCertRow(r)]))
+    for (const c of batch) out.push(bySerial.get(c.serial)!)
+  }
+  return out
 }
 
 /** Revoke every active certificate of a device (deprovisioning); returns the serials. */
