@@ -23,7 +23,8 @@ export interface CliOptions {
 /** Run the built CLI (bin/run.js → dist/) as a user would, without a TTY and with CI=true. */
 export function runCli(args: string[], options: CliOptions = {}): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const env: Record<string, string | undefined> = {...process.env, CI: 'true', NO_COLOR: '1', ...options.env}
+    // NODE_ENV=test (set by vitest) would make oclif load src/ through tsx instead of dist/.
+    const env: Record<string, string | undefined> = {...process.env, NODE_ENV: undefined, CI: 'true', NO_COLOR: '1', ...options.env}
     for (const key of Object.keys(env)) if (env[key] === undefined) delete env[key]
     const child = spawn(process.execPath, [BIN, ...args], {env: env as NodeJS.ProcessEnv, stdio: ['pipe', 'pipe', 'pipe']})
     let stdout = ''

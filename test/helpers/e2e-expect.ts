@@ -61,11 +61,19 @@ export function expectPlainError(r: CliResult, exit: number, options: {atStart?:
   expectHumanError(r, options)
 }
 
+/**
+ * The environment of a user's shell, not of the test runner: no IOTCTL_* leaking in, and no
+ * NODE_ENV. Vitest sets NODE_ENV=test, and under it oclif's tsPath runs src/**.ts through tsx
+ * instead of the built dist/ (about three times slower, and not what users run).
+ */
+export const USER_ENV: Record<string, string | undefined> = {NODE_ENV: undefined, IOTCTL_HOME: undefined,
+  IOTCTL_DATABASE_URL: undefined, IOTCTL_CONTEXT: undefined, IOTCTL_OUTPUT: undefined, IOTCTL_YES: undefined,
+  IOTCTL_DEBUG: undefined, IOTCTL_BROKER_URL: undefined, IOTCTL_CA_PASSPHRASE: undefined, IOTCTL_JSON: undefined}
+
 /** A `runCli` bound to one isolated IOTCTL_HOME and (optionally) one database URL. */
 export async function boundCli(databaseUrl?: string, extraEnv: Record<string, string | undefined> = {}) {
   const home = await tempHome()
-  const env = {IOTCTL_HOME: home, IOTCTL_DATABASE_URL: databaseUrl, IOTCTL_CONTEXT: undefined, IOTCTL_OUTPUT: undefined,
-    IOTCTL_YES: undefined, IOTCTL_DEBUG: undefined, IOTCTL_BROKER_URL: undefined, ...extraEnv}
+  const env = {...USER_ENV, IOTCTL_HOME: home, IOTCTL_DATABASE_URL: databaseUrl, ...extraEnv}
   const cli = (args: string[], options: CliOptions = {}) => runCli(args, {...options, env: {...env, ...options.env}})
   return {home, env, cli}
 }

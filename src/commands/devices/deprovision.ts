@@ -1,6 +1,7 @@
 import {Args} from '../../lib/cli/oclif.js'
 import {deprovisionDevice, getDevice} from '../../lib/registry/index.js'
 import {BaseCommand} from '../../lib/cli/base-command.js'
+import {assertDeviceId} from '../../lib/core/device-id.js'
 import {deviceView} from '../../lib/cli/views/devices.js'
 import {confirmOrRefuse} from '../../lib/cli/prompt.js'
 
@@ -10,6 +11,7 @@ export default class DevicesDeprovision extends BaseCommand<typeof DevicesDeprov
   static override args = {id: Args.string({description: 'device id', required: true})}
 
   async run(): Promise<void> {
+    assertDeviceId(this.args.id) // exit 4 before any database work
     const db = await this.ctx.database()
     await getDevice(db, this.args.id) // unknown id → exit 3 before asking anything
     await confirmOrRefuse(`Deprovision device ${this.args.id}?`, {yes: this.flags.yes})

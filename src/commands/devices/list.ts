@@ -2,7 +2,7 @@ import {Flags} from '../../lib/cli/oclif.js'
 import {BaseCommand} from '../../lib/cli/base-command.js'
 import {devicePageView} from '../../lib/cli/views/devices.js'
 import {notice} from '../../lib/cli/progress.js'
-import {assertStatus, listDevices, MAX_LIST_LIMIT} from '../../lib/registry/index.js'
+import {assertStatus, compileListQuery, listDevices, MAX_LIST_LIMIT} from '../../lib/registry/index.js'
 
 export default class DevicesList extends BaseCommand<typeof DevicesList> {
   static override description = `List devices, filtered by a selector, one page at a time
@@ -25,7 +25,7 @@ Pages are keyset-paginated: pass the printed cursor to --after for the next page
   }
 
   async run(): Promise<void> {
-    const page = await listDevices(await this.ctx.database(), {
+    const query = compileListQuery({
       selector: this.flags.selector,
       status: this.flags.status === undefined ? undefined : assertStatus(this.flags.status),
       type: this.flags.type,
@@ -33,6 +33,7 @@ Pages are keyset-paginated: pass the printed cursor to --after for the next page
       limit: this.flags.limit,
       after: this.flags.after,
     })
+    const page = await listDevices(await this.ctx.database(), query)
     await this.render(page, devicePageView)
     if (!this.machineOutput && page.next) notice(`more devices: --after ${page.next}`)
     if (!this.machineOutput && page.items.length === 0) notice('no devices match')

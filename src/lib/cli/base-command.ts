@@ -65,7 +65,10 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     if (error.code === 'E_EPIPE') return
     const argv = this.argv ?? []
     const debug = Boolean(this.flags?.debug) || argv.includes('--debug') || Boolean(process.env.IOTCTL_DEBUG)
-    const json = this.flags ? this.format === 'json' : argv.includes('--json') || /(^|\s)(-o|--output)[ =]?json\b/.test(argv.join(' '))
+    // Flags may not have parsed (a usage error): read the request for JSON from argv and the environment.
+    const json = this.flags ? this.format === 'json'
+      : argv.includes('--json') || /(^|\s)(-o|--output)[ =]?json\b/.test(argv.join(' ')) ||
+        process.env.IOTCTL_OUTPUT === 'json' || /^(1|true)$/i.test(process.env.IOTCTL_JSON ?? '')
     if (json) process.stdout.write(JSON.stringify(errorEnvelope(error, this.warnings), null, 2) + '\n')
     // The human message always goes to stderr; in JSON mode it is the same text for people watching.
     process.stderr.write(formatError(error, debug))

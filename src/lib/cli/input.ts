@@ -14,19 +14,19 @@ export async function readInput(path: string): Promise<string> {
     let size = 0
     for await (const chunk of process.stdin) {
       size += (chunk as Buffer).length
-      if (size > MAX_INPUT_BYTES) throw invalidInput('E_INPUT_SIZE', `stdin exceeds ${MAX_INPUT_BYTES} bytes`)
+      if (size > MAX_INPUT_BYTES) throw invalidInput('E_INPUT_SIZE', `stdin exceeds ${MAX_INPUT_BYTES} bytes`, {hint: 'split the input into smaller files'})
       chunks.push(chunk as Buffer)
     }
     return Buffer.concat(chunks).toString('utf8')
   }
   try {
     const info = await stat(path)
-    if (info.size > MAX_INPUT_BYTES) throw invalidInput('E_INPUT_SIZE', `${path} is ${info.size} bytes; the limit is ${MAX_INPUT_BYTES}`)
+    if (info.size > MAX_INPUT_BYTES) throw invalidInput('E_INPUT_SIZE', `${path} is ${info.size} bytes; the limit is ${MAX_INPUT_BYTES}`, {hint: 'split the input into smaller files'})
     return await readFile(path, 'utf8')
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code
     if (code === 'ENOENT') throw notFound('E_FILE_NOT_FOUND', `file ${JSON.stringify(path)} does not exist`, {hint: 'check the path, or pass - to read stdin'})
-    if (code === 'EISDIR') throw invalidInput('E_FILE_IS_DIR', `${path} is a directory; pass a file`)
+    if (code === 'EISDIR') throw invalidInput('E_FILE_IS_DIR', `${path} is a directory; pass a file`, {hint: 'name a file inside it, or - for stdin'})
     throw error
   }
 }

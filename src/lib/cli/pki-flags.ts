@@ -16,7 +16,7 @@ export const pkiFlags = {
 export async function caPassphrase(file: string | undefined, options: {confirm?: boolean} = {}): Promise<string> {
   if (file) {
     const text = await readFile(file, 'utf8').catch(() => {
-      throw notFound('E_PASSPHRASE_FILE', `cannot read the passphrase file ${file}`)
+      throw notFound('E_PASSPHRASE_FILE', `cannot read the passphrase file ${file}`, {hint: 'check the path and its permissions'})
     })
     return text.replace(/\r?\n$/, '')
   }
@@ -26,7 +26,7 @@ export async function caPassphrase(file: string | undefined, options: {confirm?:
   const first = await askSecret('CA passphrase', replacement)
   if (options.confirm && canPrompt()) {
     const again = await askSecret('Repeat the CA passphrase', replacement)
-    if (again !== first) throw invalidInput('E_PASSPHRASE_MISMATCH', 'the two passphrases differ; nothing was written')
+    if (again !== first) throw invalidInput('E_PASSPHRASE_MISMATCH', 'the two passphrases differ; nothing was written', {hint: 'run it again and type the same passphrase twice'})
   }
   return first
 }

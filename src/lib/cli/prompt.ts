@@ -15,7 +15,7 @@ export async function confirmOrRefuse(question: string, options: {yes: boolean; 
   }
   const {confirm} = await import('@inquirer/prompts')
   const ok = await confirm({message: question, default: false}, {output: process.stderr})
-  if (!ok) throw usageError('E_CANCELLED', 'cancelled; nothing was changed')
+  if (!ok) throw usageError('E_CANCELLED', 'cancelled; nothing was changed', {hint: `run it again and answer yes, or pass ${flag}`})
 }
 
 /** Ask for a secret interactively, or explain which flag or variable replaces the prompt. */

@@ -73,7 +73,7 @@ export async function saveConfig(config: ConfigFile, file = configFile()): Promi
 
 export function assertContextName(name: string): string {
   if (!CONTEXT_NAME_PATTERN.test(name)) {
-    throw invalidInput('E_CONTEXT_NAME', `invalid context name ${JSON.stringify(name)}: use letters, digits, ".", "_" or "-" (at most 63)`)
+    throw invalidInput('E_CONTEXT_NAME', `invalid context name ${JSON.stringify(name)}: use letters, digits, ".", "_" or "-" (at most 63)`, {hint: 'e.g. prod, staging-eu, dev.local'})
   }
   return name
 }

@@ -52,7 +52,7 @@ function assertUrl(value: string, protocols: string[], flag: string): string {
     throw invalidInput('E_URL', `${flag} ${JSON.stringify(maskUrl(value))} is not a URL`, {hint: `e.g. ${protocols[0]}//host:port`})
   }
   if (!protocols.includes(url.protocol)) {
-    throw invalidInput('E_URL', `${flag} must use ${protocols.join(' or ')}, not ${url.protocol}`)
+    throw invalidInput('E_URL', `${flag} must use ${protocols.join(' or ')}, not ${url.protocol}`, {hint: `e.g. ${protocols[0]}//host:port`})
   }
   return value
 }
@@ -65,7 +65,8 @@ export async function setContext(name: string, entry: ContextEntry, options: {us
   const config = await loadConfig()
   const created = !config.contexts[name]
   config.contexts[name] = {...config.contexts[name], ...Object.fromEntries(Object.entries(entry).filter(([, v]) => v !== undefined))}
-  if (options.use || !config['current-context']) config['current-context'] = name
+  // Like `kubectl config set-context`: only --use switches; a new context never silently takes over.
+  if (options.use) config['current-context'] = name
   await saveConfig(config)
   return {name, created}
 }

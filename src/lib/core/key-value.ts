@@ -25,10 +25,10 @@ export function parseKeyValues(pairs: readonly string[], what: string): Record<s
 export function assertLabels(labels: Record<string, unknown>, where = 'label'): Record<string, string> {
   for (const [key, value] of Object.entries(labels)) {
     if (!LABEL_KEY_PATTERN.test(key)) {
-      throw invalidInput('E_LABEL_KEY', `invalid ${where} key ${JSON.stringify(key)}: use letters, digits, "-", "_", "." (at most 63, optionally prefixed by "domain/")`)
+      throw invalidInput('E_LABEL_KEY', `invalid ${where} key ${JSON.stringify(key)}: use letters, digits, "-", "_", "." (at most 63, optionally prefixed by "domain/")`, {hint: 'e.g. site, tier, example.com/rack'})
     }
     if (typeof value !== 'string' || !LABEL_VALUE_PATTERN.test(value)) {
-      throw invalidInput('E_LABEL_VALUE', `invalid ${where} value for ${key}: ${JSON.stringify(value)}: a string of at most 63 letters, digits, "-", "_", "." starting and ending with a letter or digit`)
+      throw invalidInput('E_LABEL_VALUE', `invalid ${where} value for ${key}: ${JSON.stringify(value)}: a string of at most 63 letters, digits, "-", "_", "." starting and ending with a letter or digit`, {hint: 'e.g. berlin, prod, rack-12 (no spaces)'})
     }
   }
   return labels as Record<string, string>

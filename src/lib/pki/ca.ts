@@ -41,7 +41,7 @@ async function exists(path: string): Promise<boolean> {
  */
 export async function initCa(options: CaInitOptions): Promise<CertInfo[]> {
   if (options.passphrase.length < MIN_PASSPHRASE_LENGTH) {
-    throw invalidInput('E_PASSPHRASE', `the CA passphrase must have at least ${MIN_PASSPHRASE_LENGTH} characters`)
+    throw invalidInput('E_PASSPHRASE', `the CA passphrase must have at least ${MIN_PASSPHRASE_LENGTH} characters`, {hint: 'choose a longer passphrase (IOTCTL_CA_PASSPHRASE or --passphrase-file); nothing was written'})
   }
   if (!options.force && (await exists(caFile(options.dir, 'root', 'crt')))) {
     throw conflict('E_CA_EXISTS', `a CA already exists in ${options.dir}`, {hint: 'see it with `iotctl ca show`; pass --force to replace it (the old one is kept aside)'})

@@ -22,7 +22,7 @@ export interface IssuedCertificate {
 }
 
 export function assertDays(days: number): number {
-  if (!Number.isInteger(days) || days < 1 || days > MAX_DAYS) throw invalidInput('E_DAYS', `--days must be between 1 and ${MAX_DAYS}`)
+  if (!Number.isInteger(days) || days < 1 || days > MAX_DAYS) throw invalidInput('E_DAYS', `--days must be between 1 and ${MAX_DAYS}`, {hint: 'the default is 365; devices rotate with `iotctl certs rotate`'})
   return days
 }
 

@@ -56,7 +56,7 @@ export function assertOwner(value: unknown): number | null {
 
 export function assertStatus(value: unknown, allowed: readonly DeviceStatus[] = DEVICE_STATUSES): DeviceStatus {
   if (typeof value !== 'string' || !(allowed as readonly string[]).includes(value)) {
-    throw invalidInput('E_STATUS', `invalid status ${JSON.stringify(value)}: one of ${allowed.join(', ')}`)
+    throw invalidInput('E_STATUS', `invalid status ${JSON.stringify(value)}: one of ${allowed.join(', ')}`, {hint: `use one of: ${allowed.join(', ')}`})
   }
   return value as DeviceStatus
 }
@@ -64,7 +64,7 @@ export function assertStatus(value: unknown, allowed: readonly DeviceStatus[] = 
 export function assertMetadata(value: unknown): Record<string, unknown> {
   if (value === undefined || value === null) return {}
   if (typeof value !== 'object' || Array.isArray(value)) {
-    throw invalidInput('E_METADATA', 'metadata must be an object of key/value pairs')
+    throw invalidInput('E_METADATA', 'metadata must be an object of key/value pairs', {hint: 'e.g. {"room": "3.14"} in JSON Lines, room=3.14 in CSV or --meta'})
   }
   const size = Buffer.byteLength(JSON.stringify(value))
   if (size > MAX_METADATA_BYTES) {
@@ -80,10 +80,10 @@ export function toDeviceInput(raw: Record<string, unknown>): DeviceInput {
       throw invalidInput('E_DEVICE_FIELD', `unknown field ${JSON.stringify(key)}`, {hint: `known fields: ${DEVICE_FIELDS.join(', ')}`})
     }
   }
-  if (raw.device_id === undefined || raw.device_id === '') throw invalidInput('E_DEVICE_ID', 'device_id is required')
+  if (raw.device_id === undefined || raw.device_id === '') throw invalidInput('E_DEVICE_ID', 'device_id is required', {hint: 'every row needs a device_id column or key'})
   const firmware = raw.firmware_version === undefined || raw.firmware_version === null || raw.firmware_version === '' ? null : String(raw.firmware_version)
   const labels = raw.labels ?? {}
-  if (typeof labels !== 'object' || labels === null || Array.isArray(labels)) throw invalidInput('E_LABELS', 'labels must be an object of string values')
+  if (typeof labels !== 'object' || labels === null || Array.isArray(labels)) throw invalidInput('E_LABELS', 'labels must be an object of string values', {hint: 'e.g. {"site": "berlin"} in JSON Lines, site=berlin;tier=prod in CSV'})
   return {
     device_id: assertNotReservedDeviceId(assertDeviceId(String(raw.device_id))),
     device_type: assertDeviceType(raw.device_type),

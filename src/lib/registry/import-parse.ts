@@ -31,7 +31,7 @@ function parsePairs(cell: string, what: string): Record<string, string> | Record
   const out: Record<string, string> = {}
   for (const pair of text.split(';')) {
     const eq = pair.indexOf('=')
-    if (eq <= 0) throw invalidInput('E_KEY_VALUE', `${what} ${JSON.stringify(pair)} is not key=value (separate pairs with ";")`)
+    if (eq <= 0) throw invalidInput('E_KEY_VALUE', `${what} ${JSON.stringify(pair)} is not key=value (separate pairs with ";")`, {hint: 'e.g. site=berlin;tier=prod'})
     out[pair.slice(0, eq).trim()] = pair.slice(eq + 1).trim()
   }
   return out

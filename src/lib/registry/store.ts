@@ -88,9 +88,16 @@ function requirementsFor(options: ListOptions): Requirement[] {
  * Keyset pagination on the primary key (never OFFSET): a page costs the same at row 900,000 as at
  * row 0, and rows inserted meanwhile never shift or repeat what the cursor already passed.
  */
-export async function listDevices(db: Database, options: ListOptions): Promise<DevicePage> {
+export interface ListQuery {
+  text: string
+  values: unknown[]
+  limit: number
+}
+
+/** Validate and compile a listing without touching the database: bad input is exit 4 before exit 6. */
+export function compileListQuery(options: ListOptions): ListQuery {
   if (!Number.isInteger(options.limit) || options.limit < 1 || options.limit > MAX_LIST_LIMIT) {
-    throw invalidInput('E_LIMIT', `--limit must be between 1 and ${MAX_LIST_LIMIT}`)
+    throw invalidInput('E_LIMIT', `--limit must be between 1 and ${MAX_LIST_LIMIT}`, {hint: 'page through larger sets with --after and the printed cursor'})
   }
   const params: unknown[] = []
   const where = [compileSelector(requirementsFor(options), params)]
@@ -99,10 +106,18 @@ export async function listDevices(db: Database, options: ListOptions): Promise<D
     where.push(`device_id > $${params.length}`)
   }
   params.push(options.limit + 1)
-  const rows = await query<DeviceRow>(db,
-    `SELECT ${DEVICE_COLUMNS} FROM devices WHERE ${where.join(' AND ')} ORDER BY device_id LIMIT $${params.length}`, params)
-  const items = rows.slice(0, options.limit).map(fromRow)
-  const next = rows.length > options.limit ? encodeCursor(items.at(-1)!.device_id) : null
+  return {text: `SELECT ${DEVICE_COLUMNS} FROM devices WHERE ${where.join(' AND ')} ORDER BY device_id LIMIT $${params.length}`, values: params, limit: options.limit}
+}
+
+/**
+ * Keyset pagination on the primary key (never OFFSET): a page costs the same at row 900,000 as at
+ * row 0, and rows inserted meanwhile never shift or repeat what the cursor already passed.
+ */
+export async function listDevices(db: Database, options: ListOptions | ListQuery): Promise<DevicePage> {
+  const q = 'text' in options ? options : compileListQuery(options)
+  const rows = await query<DeviceRow>(db, q.text, q.values)
+  const items = rows.slice(0, q.limit).map(fromRow)
+  const next = rows.length > q.limit ? encodeCursor(items.at(-1)!.device_id) : null
   return {items, next}
 }
 

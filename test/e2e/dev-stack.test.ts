@@ -1,0 +1,130 @@
+import {readFile, rm, stat} from 'node:fs/promises'
+import {join} from 'node:path'
+import {afterAll, beforeAll, describe, expect, it} from 'vitest'
+import {boundCli, describeRun, expectJsonError, expectOk, expectPlainError} from '../helpers/e2e-expect.js'
+
+/**
+ * The real dev stack: `dev up --detach` starts an embedded PostgreSQL in a background process
+ * under a temporary IOTCTL_HOME, and every other command finds it without flags. The tests run in
+ * order and share the stack; afterAll always runs `dev down`.
+ */
+describe('dev stack lifecycle', {timeout: 120_000}, () => {
+  let cli: Awaited<ReturnType<typeof boundCli>>['cli']
+  let home: string
+  let firstPid: number
+
+  const exists = (path: string) => stat(path).then(() => true, () => false)
+
+  beforeAll(async () => {
+    ;({cli, home} = await boundCli()) // no IOTCTL_DATABASE_URL: only the stack can provide one
+  })
+  afterAll(async () => {
+    const down = await cli(['dev', 'down'], {timeoutMs: 60_000})
+    if (down.code !== 0) process.stderr.write(`dev down in afterAll failed:\n${describeRun(down)}\n`)
+    else await rm(home, {recursive: true, force: true})
+  }, 90_000)
+
+  it('dev status before anything runs → 3', async () => {
+    const err = expectJsonError(await cli(['dev', 'status', '-o', 'json']), 3, 'E_STACK_NOT_RUNNING')
+    expect(err.hint).toContain('iotctl dev up --detach')
+    expectPlainError(await cli(['devices', 'list']), 6)
+  })
+
+  it('dev up --detach -o json → 0, running, URL masked', async () => {
+    const r = await cli(['dev', 'up', '--detach', '-o', 'json'], {timeoutMs: 110_000})
+    const result = expectOk(r)
+    expect(result).toMatchObject({status: 'running', detached: true, data_dir: join(home, 'dev')})
+    expect(result.database_url).toMatch(/^postgres:\/\/postgres:\*\*\*@127\.0\.0\.1:\d+\/iotctl$/)
+    const secrets = JSON.parse(await readFile(join(home, 'dev', 'postgres.json'), 'utf8')) as {password: string}
+    expect(r.stdout + r.stderr).not.toContain(secrets.password)
+    expect((await stat(join(home, 'dev', 'postgres.json'))).mode & 0o777).toBe(0o600)
+    firstPid = result.pid
+  })
+
+  it('dev up --detach again → 0, the same stack (idempotent)', async () => {
+    const r = await cli(['dev', 'up', '--detach'])
+    expect(r.code, describeRun(r)).toBe(0)
+    expect(r.stdout).toMatch(new RegExp(`^STATUS\\s+PID\\s+DATABASE\\s+DATA_DIR\\nrunning\\s+${firstPid}\\s`))
+    expect(r.stderr).toMatch(/already running/)
+  })
+
+  it('dev status -o json → running and reachable', async () => {
+    const status = expectOk(await cli(['dev', 'status', '-o', 'json']))
+    expect(status).toMatchObject({running: true, pid: firstPid, database: {reachable: true}})
+    expect(status.database.url).toContain('***')
+    expect(status.database.version).toMatch(/^\d+/)
+  })
+
+  it('devices register without any database flag finds the running stack', async () => {
+    const d = expectOk(await cli(['devices', 'register', 'dev-1', '--type', 'thermostat', '--label', 'site=berlin', '--json']))
+    expect(d).toMatchObject({device_id: 'dev-1', status: 'active'})
+    expect(expectOk(await cli(['config', 'view', '--json'])).effective.database_source).toBe('dev-stack')
+  })
+
+  it('a context takes precedence over the running stack', async () => {
+    // Like kubectl, set-context alone does not switch: the stack is still used until --use.
+    expect((await cli(['config', 'set-context', 'far', '--database-url', 'postgres://u:p@127.0.0.1:1/x'])).code).toBe(0)
+    expect(expectOk(await cli(['devices', 'get', 'dev-1', '--json'])).device_id).toBe('dev-1')
+    expect((await cli(['config', 'use-context', 'far'])).code).toBe(0)
+    expectJsonError(await cli(['devices', 'get', 'dev-1', '--json']), 6, 'E_DB_UNAVAILABLE')
+    await rm(join(home, 'config.yaml'))
+    expect(expectOk(await cli(['devices', 'get', 'dev-1', '--json'])).device_id).toBe('dev-1')
+  })
+
+  it('dev logs postgres prints the server log', async () => {
+    const r = await cli(['dev', 'logs', 'postgres'])
+    expect(r.code, describeRun(r)).toBe(0)
+    expect(r.stdout.trim().length).toBeGreaterThan(0)
+    const all = await cli(['dev', 'logs'])
+    expect(all.stdout).toMatch(/^\[postgres\] /m)
+    expectJsonError(await cli(['dev', 'logs', 'kafka', '--json']), 4, 'E_SERVICE')
+  })
+
+  it('dev down → 0; then status → 3 and commands find no database', async () => {
+    const down = expectOk(await cli(['dev', 'down', '--json'], {timeoutMs: 60_000}))
+    expect(down).toEqual({stopped: true, pid: firstPid})
+    expectJsonError(await cli(['dev', 'status', '--json']), 3, 'E_STACK_NOT_RUNNING')
+    expectJsonError(await cli(['devices', 'get', 'dev-1', '--json']), 6, 'E_NO_DATABASE')
+    expect(expectOk(await cli(['dev', 'down', '--json']))).toEqual({stopped: false})
+  })
+
+  it('dev up --detach again: the device registered earlier is still there', async () => {
+    const up = expectOk(await cli(['dev', 'up', '--detach', '--json'], {timeoutMs: 110_000}))
+    expect(up.pid).not.toBe(firstPid)
+    expect(expectOk(await cli(['devices', 'get', 'dev-1', '--json']))).toMatchObject({device_id: 'dev-1', labels: {site: 'berlin'}})
+  })
+
+  it('dev reset without --yes → 2 and nothing is deleted', async () => {
+    const r = await cli(['dev', 'reset'])
+    expectPlainError(r, 2)
+    expect(r.stderr).toMatch(/--yes/)
+    expect(await exists(join(home, 'dev', 'pgdata'))).toBe(true)
+    expect(expectOk(await cli(['dev', 'status', '--json'])).running).toBe(true)
+    expect(expectOk(await cli(['devices', 'get', 'dev-1', '--json'])).device_id).toBe('dev-1')
+  })
+
+  it('dev reset --yes → 0 and $IOTCTL_HOME/dev is gone', async () => {
+    const r = expectOk(await cli(['dev', 'reset', '--yes', '--json'], {timeoutMs: 60_000}))
+    expect(r).toEqual({removed: join(home, 'dev')})
+    expect(await exists(join(home, 'dev'))).toBe(false)
+    expectJsonError(await cli(['dev', 'status', '--json']), 3, 'E_STACK_NOT_RUNNING')
+  })
+})
+
+describe('top-level help and version', () => {
+  it('iotctl --help lists the exit code table', async () => {
+    const {cli} = await boundCli()
+    const r = await cli(['--help'])
+    expect(r.code).toBe(0)
+    expect(r.stdout).toMatch(/^EXIT CODES$/m)
+    for (const code of [0, 2, 3, 4, 5, 6, 70, 130]) expect(r.stdout).toMatch(new RegExp(`^\\s+${code}\\s+\\S`, 'm'))
+    expect(r.stdout).toMatch(/^\s+130\s+interrupted$/m)
+  })
+
+  it('iotctl --version prints iotctl/<version>', async () => {
+    const {cli} = await boundCli()
+    const r = await cli(['--version'])
+    expect(r.code).toBe(0)
+    expect(r.stdout).toMatch(/^iotctl\/\d+\.\d+\.\d+ /)
+  })
+})
