@@ -1,7 +1,7 @@
 import {randomBytes} from 'node:crypto'
 import {inject} from 'vitest'
 import pg from 'pg'
-import type {Database} from '../../src/lib/context.js'
+import type {Database} from '../../src/lib/db/pool.js'
 import {createPool} from '../../src/lib/db/pool.js'
 import {migrate} from '../../src/lib/db/migrate.js'
 
