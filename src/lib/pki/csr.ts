@@ -3,7 +3,7 @@ import {publicKeyFingerprint, publicKeyObject} from './keys.js'
 import {x509} from './x509.js'
 
 export interface VerifiedCsr {
-  publicKey: CryptoKey
+  spkiDer: Buffer
   publicKeySha256: string
 }
 
@@ -38,8 +38,5 @@ export async function verifyCsr(text: string, expectedCn: string): Promise<Verif
       hint: 'use EC P-256 (recommended), EC P-384, or RSA with at least 2048 bits',
     })
   }
-  const algorithm = key.asymmetricKeyType === 'rsa'
-    ? {name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256'}
-    : {name: 'ECDSA', namedCurve: details?.namedCurve === 'secp384r1' ? 'P-384' : 'P-256'}
-  return {publicKey: await csr.publicKey.export(algorithm, ['verify']), publicKeySha256: publicKeyFingerprint(Buffer.from(spki))}
+  return {spkiDer: Buffer.from(spki), publicKeySha256: publicKeyFingerprint(Buffer.from(spki))}
 }

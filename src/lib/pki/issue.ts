@@ -1,14 +1,14 @@
-import {X509Certificate} from 'node:crypto'
+import {generateKeyPair, X509Certificate} from 'node:crypto'
+import {promisify} from 'node:util'
 import {assertDeviceId, assertNotReservedDeviceId} from '../core/device-id.js'
 import {IotctlError, invalidInput, notFound} from '../core/errors.js'
 import type {PoolClient} from '../db/pool.js'
 import {fingerprint} from './ca-files.js'
 import type {SigningCa} from './ca.js'
 import {verifyCsr} from './csr.js'
-import {exportPrivateKey, generateKeyPair, publicKeyFingerprint} from './keys.js'
-import {createCertificate, type Profile} from './profiles.js'
+import {publicKeyFingerprint} from './keys.js'
+import {leafTemplate, signFromTemplate} from './leaf-template.js'
 import {assertKeyUnused, insertCertificates, type CertificateRecord} from './store.js'
-import {subtle} from './x509.js'
 
 export const DEFAULT_DAYS = 365
 export const MAX_DAYS = 3650
@@ -51,30 +51,31 @@ interface BuiltLeaf {
  * it: a certificate that does not verify against its CA is a bug, not output.
  */
 async function buildLeaf(ca: SigningCa, subject: Subject): Promise<BuiltLeaf> {
-  let publicKey: CryptoKey
+  let spkiDer: Buffer
   let publicKeySha256: string
   let privateKey: string | undefined
   if (subject.csrPem) {
-    ;({publicKey, publicKeySha256} = await verifyCsr(subject.csrPem, subject.name))
+    ;({spkiDer, publicKeySha256} = await verifyCsr(subject.csrPem, subject.name))
   } else {
-    const keys = await generateKeyPair('ec-p256')
-    publicKey = keys.publicKey
-    publicKeySha256 = publicKeyFingerprint(await subtle.exportKey('spki', keys.publicKey))
-    privateKey = await exportPrivateKey(keys.privateKey)
+    const keys = await generateKeyPairAsync('ec', {namedCurve: 'P-256'}) // on libuv's pool: all cores
+    spkiDer = keys.publicKey.export({type: 'spki', format: 'der'})
+    publicKeySha256 = publicKeyFingerprint(spkiDer)
+    privateKey = keys.privateKey.export({type: 'pkcs8', format: 'pem'}) as string
   }
-  const profile: Profile = subject.kind === 'device' ? {kind: 'device', deviceId: subject.name} : {kind: 'operator', name: subject.name}
-  const cert = await createCertificate({subject: `CN=${subject.name}`, issuer: ca.name, publicKey, issuerPublicKey: ca.publicKey,
-    signingKey: ca.signingKey, signingAlgorithm: ca.signingAlgorithm, profile, days: subject.days})
-  const node = new X509Certificate(cert.pem)
+  const template = await leafTemplate(ca, subject.kind)
+  const cert = signFromTemplate(template, ca, subject.name, spkiDer, subject.days)
+  const node = new X509Certificate(cert.der)
   if (!node.verify(ca.cert.publicKey) || !node.checkIssued(ca.cert)) {
     throw new IotctlError('E_PKI_SELF_CHECK', 70, 'the issued certificate does not verify against its CA')
   }
-  return {subject, ...cert, fingerprint: fingerprint(node), publicKeySha256, fromCsr: Boolean(subject.csrPem), privateKey}
+  return {subject, pem: node.toString(), serial: cert.serial, notBefore: cert.notBefore, notAfter: cert.notAfter,
+    fingerprint: fingerprint(node), publicKeySha256, fromCsr: Boolean(subject.csrPem), privateKey}
 }
 
-// WebCrypto work runs on libuv's thread pool: keeping several certificates in flight keeps both
-// the pool and the event loop busy instead of waiting on one round trip at a time.
+// Key generation runs on libuv's thread pool: keeping several certificates in flight keeps both
+// cores busy while the event loop signs.
 const CRYPTO_CONCURRENCY = 16
+const generateKeyPairAsync = promisify(generateKeyPair)
 
 /**
  * Issue leaves for many subjects inside the caller's transaction: crypto concurrently, then the
