@@ -7,7 +7,8 @@ import {publishCrls} from '../../lib/pki/index.js'
 export default class CertsCrl extends BaseCommand<typeof CertsCrl> {
   static override description = `Sign CRLs for the root and both intermediates (nextUpdate in 7 days, increasing CRL numbers)
 
-Writes root.crl.pem, device-ca.crl.pem, service-ca.crl.pem and crl-chain.pem (all three, for Node's tls) to
+Writes root.crl.pem, device-ca.crl.pem, service-ca.crl.pem and crl-chain.pem (all three concatenated: Mosquitto's
+crlfile; Node's tls wants them as an array, one CRL per element) to
 --out (default CA_DIR/crl). Rotated certificates whose grace period has ended are revoked first.`
   static override examples = ['<%= config.bin %> certs crl --out /etc/mosquitto/crl']
   static override flags = {...pkiFlags, out: Flags.string({description: 'output directory'})}

@@ -1,6 +1,6 @@
 import {resolve} from 'node:path'
 import {BaseCommand} from '../../lib/cli/base-command.js'
-import {readInput} from '../../lib/cli/input.js'
+import {readInputBytes} from '../../lib/cli/input.js'
 import {Args, Flags} from '../../lib/cli/oclif.js'
 import {caPassphrase, pkiFlags} from '../../lib/cli/pki-flags.js'
 import {certificateColumns} from '../../lib/cli/views/certs.js'
@@ -34,7 +34,9 @@ Without --csr, iotctl generates an EC P-256 key. Files: device.key (0600), devic
       throw usageError('E_USAGE', 'name a device id or --operator NAME (exactly one)', {hint: 'iotctl certs issue dev-12345'})
     }
     const caDir = await resolveCaDir({caDir: this.flags['ca-dir'], context: this.flags.context})
-    const csrPem = this.flags.csr === undefined ? undefined : await readInput(this.flags.csr)
+    const csrBytes = this.flags.csr === undefined ? undefined : await readInputBytes(this.flags.csr)
+    // PEM is text; DER travels as a binary string so no byte is re-encoded.
+    const csrPem = csrBytes === undefined ? undefined : csrBytes.includes('-----BEGIN') ? csrBytes.toString('utf8') : csrBytes.toString('binary')
     const passphrase = await caPassphrase(this.flags['passphrase-file'])
     const db = await this.ctx.database()
     const common = {caDir, passphrase, csrPem, days: this.flags.days}

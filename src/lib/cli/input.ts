@@ -9,6 +9,11 @@ export const MAX_INPUT_BYTES = 512 * 1024 * 1024
  * is read here until EOF.
  */
 export async function readInput(path: string): Promise<string> {
+  return (await readInputBytes(path)).toString('utf8')
+}
+
+/** The bytes of a file argument or stdin, for binary inputs such as a DER CSR. */
+export async function readInputBytes(path: string): Promise<Buffer> {
   if (path === '-') {
     const chunks: Buffer[] = []
     let size = 0
@@ -17,12 +22,12 @@ export async function readInput(path: string): Promise<string> {
       if (size > MAX_INPUT_BYTES) throw invalidInput('E_INPUT_SIZE', `stdin exceeds ${MAX_INPUT_BYTES} bytes`, {hint: 'split the input into smaller files'})
       chunks.push(chunk as Buffer)
     }
-    return Buffer.concat(chunks).toString('utf8')
+    return Buffer.concat(chunks)
   }
   try {
     const info = await stat(path)
     if (info.size > MAX_INPUT_BYTES) throw invalidInput('E_INPUT_SIZE', `${path} is ${info.size} bytes; the limit is ${MAX_INPUT_BYTES}`, {hint: 'split the input into smaller files'})
-    return await readFile(path, 'utf8')
+    return await readFile(path)
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code
     if (code === 'ENOENT') throw notFound('E_FILE_NOT_FOUND', `file ${JSON.stringify(path)} does not exist`, {hint: 'check the path, or pass - to read stdin'})

@@ -2,7 +2,7 @@ import {join} from 'node:path'
 import {invalidInput, notFound} from '../core/errors.js'
 import {assertDeviceId} from '../core/device-id.js'
 import {connectClient, withTransaction, type Database, type PoolClient} from '../db/pool.js'
-import {chainPem, loadSigningCa} from './ca.js'
+import {chainPem, loadSigningCa, type SigningCa} from './ca.js'
 import {writeCrls, type CrlInfo} from './crl.js'
 import {assertDays, assertIssuable, signLeaves, type IssuedCertificate} from './issue.js'
 import {CERT_COLUMNS, fromCertRow, REVOCATION_REASONS, type CertificateRecord, type RevocationReason} from './store.js'
@@ -122,7 +122,8 @@ export async function sweepSuperseded(client: PoolClient): Promise<string[]> {
 
 /** `certs crl`: sweep expired rotations, then sign fresh CRLs for the root and both intermediates. */
 export async function publishCrls(db: Database, options: PkiOptions & {outDir?: string}): Promise<CrlInfo[]> {
-  const cas = await Promise.all((['root', 'device-ca', 'service-ca'] as const).map((role) => loadSigningCa(options.caDir, role, options.passphrase)))
+  const cas: SigningCa[] = []
+  for (const role of ['root', 'device-ca', 'service-ca'] as const) cas.push(await loadSigningCa(options.caDir, role, options.passphrase))
   return withTransaction(db.pool, db.url, async (client) => {
     await sweepSuperseded(client)
     return writeCrls(client, cas, options.outDir ?? join(options.caDir, 'crl'))

@@ -5,6 +5,7 @@ import type {PoolClient} from '../db/pool.js'
 import type {SigningCa} from './ca.js'
 import {nextCrlNumber} from './store.js'
 import {x509} from './x509.js'
+import {CLOCK_SKEW_MS} from './profiles.js'
 
 /** CRLs are short-lived on purpose: a relying party that cannot refresh fails closed after this. */
 export const CRL_VALIDITY_DAYS = 7
@@ -80,15 +81,17 @@ function revokedSequence(forge: Forge, rows: RevokedRow[]) {
  * node-forge's DER encoder (used for encoding only, never to verify anything), then the
  * TBSCertList is signed again with Node's crypto.sign. Serials are unique by the primary key.
  */
-export async function buildCrl(client: PoolClient, ca: SigningCa, now = new Date()): Promise<{pem: string; number: number; entries: number; nextUpdate: Date}> {
+export async function buildCrl(client: PoolClient, ca: SigningCa, now = new Date()): Promise<{pem: string; number: number; entries: number; thisUpdate: Date; nextUpdate: Date}> {
   const x = await x509()
   const {AsnConvert} = await import('@peculiar/asn1-schema')
   const {CRLNumber, id_ce_cRLNumber} = await import('@peculiar/asn1-x509')
   const rows = await revokedBy(client, ca)
   const number = await nextCrlNumber(client, ca.role)
-  const nextUpdate = new Date(now.getTime() + CRL_VALIDITY_DAYS * 86_400_000)
+  // Backdated like certificates, so a relying party whose clock lags still accepts a fresh CRL.
+  const thisUpdate = new Date(now.getTime() - CLOCK_SKEW_MS)
+  const nextUpdate = new Date(thisUpdate.getTime() + CRL_VALIDITY_DAYS * 86_400_000)
   const crl = await x.X509CrlGenerator.create({
-    issuer: ca.name, thisUpdate: now, nextUpdate, signingKey: ca.signingKey, signingAlgorithm: ca.signingAlgorithm,
+    issuer: ca.name, thisUpdate, nextUpdate, signingKey: ca.signingKey, signingAlgorithm: ca.signingAlgorithm,
     extensions: [
       await x.AuthorityKeyIdentifierExtension.create(ca.publicKey),
       new x.Extension(id_ce_cRLNumber, false, AsnConvert.serialize(new CRLNumber(number))),
@@ -97,7 +100,7 @@ export async function buildCrl(client: PoolClient, ca: SigningCa, now = new Date
   let der: Buffer = Buffer.from(crl.rawData)
   if (rows.length > 0) der = await withEntries(der, rows, ca)
   // OpenSSL, Node and Mosquitto read the RFC 7468 label "X509 CRL", not the library's "CRL".
-  return {pem: x.PemConverter.encode(new Uint8Array(der), 'X509 CRL').trimEnd() + '\n', number, entries: rows.length, nextUpdate}
+  return {pem: x.PemConverter.encode(new Uint8Array(der), 'X509 CRL').trimEnd() + '\n', number, entries: rows.length, thisUpdate, nextUpdate}
 }
 
 async function withEntries(emptyCrl: Buffer, rows: RevokedRow[], ca: SigningCa): Promise<Buffer> {
@@ -125,7 +128,7 @@ export async function writeCrls(client: PoolClient, cas: SigningCa[], outDir: st
     const path = join(outDir, `${ca.role}.crl.pem`)
     await atomicWrite(path, crl.pem)
     pems.push(crl.pem)
-    infos.push({ca: ca.role, number: crl.number, entries: crl.entries, this_update: now.toISOString(), next_update: crl.nextUpdate.toISOString(), path})
+    infos.push({ca: ca.role, number: crl.number, entries: crl.entries, this_update: crl.thisUpdate.toISOString(), next_update: crl.nextUpdate.toISOString(), path})
   }
   await atomicWrite(join(outDir, 'crl-chain.pem'), pems.join(''))
   return infos

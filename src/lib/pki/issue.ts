@@ -82,6 +82,14 @@ const generateKeyPairAsync = promisify(generateKeyPair)
  * key-reuse check (CSRs only: a freshly generated key cannot be in use) and one INSERT per batch.
  */
 export async function signLeaves(client: PoolClient, ca: SigningCa, chain: string, subjects: Subject[]): Promise<IssuedCertificate[]> {
+  const caExpires = new Date(ca.cert.validTo)
+  for (const subject of subjects) {
+    if (Date.now() + subject.days * 86_400_000 > caExpires.getTime()) {
+      throw invalidInput('E_DAYS', `a ${subject.days}-day certificate would outlive its issuing CA (valid until ${caExpires.toISOString()})`, {
+        hint: 'choose fewer --days; renew the CA hierarchy before it expires',
+      })
+    }
+  }
   const {default: pLimit} = await import('p-limit')
   const limit = pLimit(CRYPTO_CONCURRENCY)
   const built = await Promise.all(subjects.map((subject) => limit(() => buildLeaf(ca, subject))))

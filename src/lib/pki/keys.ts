@@ -36,7 +36,7 @@ export function decryptPrivateKey(pem: string, passphrase: string, what: string)
   try {
     return createPrivateKey({key: pem, format: 'pem', passphrase})
   } catch {
-    throw notFound('E_CA_KEY_DECRYPT', `${what} key cannot be decrypted: wrong passphrase`, {
+    throw notFound('E_CA_KEY_DECRYPT', `CA key cannot be decrypted (${what}): wrong passphrase; nothing was written`, {
       hint: 'set IOTCTL_CA_PASSPHRASE or --passphrase-file to the passphrase given to `iotctl ca init`',
     })
   }

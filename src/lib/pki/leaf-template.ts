@@ -1,7 +1,7 @@
 import {createHash, sign, X509Certificate} from 'node:crypto'
 import type {SigningCa} from './ca.js'
 import {generateKeyPair} from './keys.js'
-import {createCertificate, DEVICE_URI_PREFIX, randomSerial, SERVICE_URI_PREFIX, CLOCK_SKEW_MS} from './profiles.js'
+import {createCertificate, DEVICE_URI_PREFIX, randomSerial, SERVICE_URI_PREFIX, CLOCK_SKEW_MS, wholeSeconds} from './profiles.js'
 
 type Forge = typeof import('node-forge')
 type Asn1 = ReturnType<Forge['asn1']['create']>
@@ -77,8 +77,8 @@ export function signFromTemplate(template: LeafTemplate, ca: SigningCa, name: st
   const tbs = copy(forge, template.tbs)
   const f = fields(tbs)
   const serial = randomSerial()
-  const notBefore = new Date(now.getTime() - CLOCK_SKEW_MS)
-  const notAfter = new Date(now.getTime() + days * 86_400_000)
+  const notBefore = wholeSeconds(now.getTime() - CLOCK_SKEW_MS)
+  const notAfter = wholeSeconds(now.getTime() + days * 86_400_000)
   f[SERIAL] = asn1.create(U, asn1.Type.INTEGER, false, Buffer.from(serial, 'hex').toString('binary'))
   f[VALIDITY] = asn1.create(U, asn1.Type.SEQUENCE, true, [time(forge, notBefore), time(forge, notAfter)])
   // Subject: one RDN, CN as UTF8String (RFC 5280 §4.1.2.6); the id alphabet is plain ASCII.

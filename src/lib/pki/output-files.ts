@@ -1,4 +1,4 @@
-import {chmod, mkdir, writeFile} from 'node:fs/promises'
+import {mkdir, rename, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
 import type {IssuedCertificate} from './issue.js'
 
@@ -7,8 +7,11 @@ export async function writeIssued(dir: string, issued: IssuedCertificate, base =
   await mkdir(dir, {recursive: true, mode: 0o700})
   const written: string[] = []
   if (issued.private_key) {
-    await writeFile(join(dir, `${base}.key`), issued.private_key, {mode: 0o600})
-    await chmod(join(dir, `${base}.key`), 0o600) // an older file keeps its mode on overwrite
+    // A new 0600 file renamed over the old one: an existing key file never holds the new key
+    // under a looser mode, not even for a moment.
+    const tmp = join(dir, `.${base}.key.${process.pid}.tmp`)
+    await writeFile(tmp, issued.private_key, {mode: 0o600})
+    await rename(tmp, join(dir, `${base}.key`))
     written.push(join(dir, `${base}.key`))
   }
   await writeFile(join(dir, `${base}.crt`), issued.certificate, {mode: 0o644})

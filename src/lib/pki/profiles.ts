@@ -15,6 +15,9 @@ export const SERVICE_URI_PREFIX = 'urn:iotctl:service:'
 /** Devices and services must not be told apart by clock skew: backdate notBefore by an hour. */
 export const CLOCK_SKEW_MS = 60 * 60 * 1000
 
+/** X.509 times have whole seconds (RFC 5280 §4.1.2.5): round so records equal certificates. */
+export const wholeSeconds = (ms: number) => new Date(Math.floor(ms / 1000) * 1000)
+
 /**
  * A positive serial of 128 random bits (CA/B Forum asks for at least 64 bits of entropy;
  * RFC 5280 §4.1.2.2 allows up to 20 octets). The top bit is cleared so DER needs no sign byte.
@@ -71,8 +74,8 @@ export interface CertificateRequest {
 export async function createCertificate(req: CertificateRequest): Promise<{pem: string; serial: string; notBefore: Date; notAfter: Date}> {
   const x = await x509()
   const now = req.now ?? new Date()
-  const notBefore = new Date(now.getTime() - CLOCK_SKEW_MS)
-  const notAfter = new Date(now.getTime() + req.days * 86_400_000)
+  const notBefore = wholeSeconds(now.getTime() - CLOCK_SKEW_MS)
+  const notAfter = wholeSeconds(now.getTime() + req.days * 86_400_000)
   const serial = randomSerial()
   const cert = await x.X509CertificateGenerator.create({
     serialNumber: serial,
