@@ -24,6 +24,8 @@ export function opensslRun(args: string[], input?: string | Buffer): Promise<Ope
       if (e && typeof e.code === 'string') return reject(new Error(`cannot run ${OPENSSL}: ${e.message}`))
       resolve({code: e ? Number(e.code ?? 1) : 0, stdout: stdout.toString('utf8'), stderr: stderr.toString('utf8')})
     })
+    // openssl may exit without reading stdin (most commands take files): that EPIPE is not a failure.
+    child.stdin?.on('error', () => undefined)
     child.stdin?.end(input ?? '')
   })
 }
@@ -42,6 +44,8 @@ export function opensslBinary(args: string[], input?: string | Buffer): Promise<
       if (error) return reject(new Error(`openssl ${args.join(' ')}: ${error.message}\n${stderr.toString()}`))
       resolve(stdout)
     })
+    // openssl may exit without reading stdin (most commands take files): that EPIPE is not a failure.
+    child.stdin?.on('error', () => undefined)
     child.stdin?.end(input ?? '')
   })
 }
