@@ -7,7 +7,7 @@ import {caPassphrase, pkiFlags} from '../../lib/cli/pki-flags.js'
 import {resolveCaDir} from '../../lib/config/index.js'
 import {usageError} from '../../lib/core/errors.js'
 import {DEFAULT_DAYS, deviceIssuer, writeIssued, type IssuedCertificate} from '../../lib/pki/index.js'
-import {detectFormat, importDevices, ON_CONFLICT, parseImport, type OnConflict} from '../../lib/registry/index.js'
+import {detectFormat, importChunks, importDevices, ON_CONFLICT, type OnConflict} from '../../lib/registry/index.js'
 
 export default class DevicesImport extends BaseCommand<typeof DevicesImport> {
   static override description = `Import devices from CSV or JSON Lines: all rows or none
@@ -33,16 +33,16 @@ In CSV, labels (and metadata) are k=v;k=v; metadata may also be a JSON object.`
       throw usageError('E_USAGE', '--issue-certs needs --out DIR for the keys and certificates', {hint: 'iotctl devices import fleet.csv --issue-certs --out ./certs'})
     }
     const format = detectFormat(this.args.file, this.flags.format)
-    const rows = await parseImport(await readInput(this.args.file), format)
+    const text = await readInput(this.args.file)
     const issue = this.flags['issue-certs'] ? await deviceIssuer({
       caDir: await resolveCaDir({caDir: this.flags['ca-dir'], context: this.flags.context}),
       passphrase: await caPassphrase(this.flags['passphrase-file']),
       days: this.flags.days,
     }) : undefined
-    const progress = await startProgress(`importing ${rows.length} devices`, {quiet: this.machineOutput})
+    const progress = await startProgress(`importing devices from ${this.args.file}`, {quiet: this.machineOutput})
     try {
       let issued: IssuedCertificate[] = []
-      const result = await importDevices(await this.ctx.database(), rows, this.flags['on-conflict'] as OnConflict,
+      const result = await importDevices(await this.ctx.database(), importChunks(text, format), this.flags['on-conflict'] as OnConflict,
         issue && (async (client, ids) => void (issued = await issue(client, ids))))
       // Keys reach the disk only after the transaction committed.
       for (const cert of issued) await writeIssued(join(this.flags.out!, cert.record.subject_name), cert)

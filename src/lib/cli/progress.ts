@@ -16,8 +16,8 @@ class PlainProgress implements Progress {
   succeed(text: string): void {
     if (!this.quiet) process.stderr.write(`${text}\n`)
   }
-  fail(text: string): void {
-    process.stderr.write(`${text}\n`)
+  fail(): void {
+    // Without a spinner to close, the error that follows says it all: stderr starts with "Error:".
   }
   stop(): void {}
 }
@@ -28,9 +28,8 @@ class PlainProgress implements Progress {
  */
 export async function startProgress(text: string, options: {quiet?: boolean} = {}): Promise<Progress> {
   if (!canAnimate()) {
-    const plain = new PlainProgress(options.quiet ?? false)
-    plain.update(text)
-    return plain
+    // Without a terminal only the outcome is worth a line: no "starting…" chatter before an error.
+    return new PlainProgress(options.quiet ?? false)
   }
   const {default: ora} = await import('ora')
   const spinner = ora({text, stream: process.stderr}).start()

@@ -1,7 +1,7 @@
 import type {Database} from '../db/pool.js'
 import {conflict} from '../core/errors.js'
 import {withTransaction, type PoolClient} from '../db/pool.js'
-import type {ParsedRow} from './import-parse.js'
+import {emptyImport, importErrors, type ImportChunk, type ParsedRow, type RowError} from './import-parse.js'
 
 export const ON_CONFLICT = ['fail', 'skip', 'update'] as const
 export type OnConflict = (typeof ON_CONFLICT)[number]
@@ -40,17 +40,20 @@ async function insertBatch(client: PoolClient, batch: ParsedRow[], onConflict: O
 
 /** All rows or none: every batch runs in one transaction, and a conflict rolls all of them back. */
 /**
- * `alsoInTransaction` runs after the rows are written, in the same transaction, with the ids that
- * were inserted or updated: `devices import --issue-certs` issues certificates there, so a failed
- * issuance rolls the import back too.
+ * All rows or none, in one transaction. Chunks come from a parser that is still reading the file:
+ * chunk n+1 is parsed and validated while chunk n's INSERT runs on the server. After the first
+ * bad row nothing more is inserted, but parsing goes on so that every bad row is reported; then
+ * the transaction rolls back. `alsoInTransaction` runs after the last INSERT with the ids that were
+ * inserted or updated (`devices import --issue-certs` issues certificates there).
  */
-export async function importDevices(db: Database, rows: ParsedRow[], onConflict: OnConflict,
+export async function importDevices(db: Database, source: ParsedRow[] | AsyncIterable<ImportChunk>, onConflict: OnConflict,
   alsoInTransaction?: (client: PoolClient, deviceIds: string[]) => Promise<void>): Promise<ImportResult> {
   return withTransaction(db.pool, db.url, async (client) => {
-    const result: ImportResult = {rows: rows.length, inserted: 0, updated: 0, skipped: 0}
+    const result: ImportResult = {rows: 0, inserted: 0, updated: 0, skipped: 0}
     const writtenIds: string[] = []
-    for (let i = 0; i < rows.length; i += BATCH_SIZE) {
-      const batch = rows.slice(i, i + BATCH_SIZE)
+    const errors: RowError[] = []
+    let pending: Promise<void> | undefined
+    const write = async (batch: ParsedRow[]) => {
       const written = await insertBatch(client, batch, onConflict)
       const inserted = written.filter((r) => r.inserted).length
       result.inserted += inserted
@@ -59,9 +62,24 @@ export async function importDevices(db: Database, rows: ParsedRow[], onConflict:
       if (onConflict === 'fail' && written.length < batch.length) throw existingRows(batch, written)
       for (const row of written) writtenIds.push(row.device_id)
     }
+    for await (const chunk of Array.isArray(source) ? chunksOf(source) : source) {
+      result.rows += chunk.rows.length
+      errors.push(...chunk.errors)
+      if (errors.length > 0 || chunk.rows.length === 0) continue
+      await pending // one statement at a time on the connection, in file order
+      pending = write(chunk.rows)
+      pending.catch(() => undefined) // awaited below; this only keeps Node from calling it unhandled meanwhile
+    }
+    await pending
+    if (errors.length > 0) throw importErrors(errors)
+    if (result.rows === 0) throw emptyImport()
     if (alsoInTransaction) await alsoInTransaction(client, writtenIds)
     return result
   })
+}
+
+async function* chunksOf(rows: ParsedRow[]): AsyncGenerator<ImportChunk> {
+  for (let i = 0; i < rows.length; i += BATCH_SIZE) yield {rows: rows.slice(i, i + BATCH_SIZE), errors: []}
 }
 
 function existingRows(batch: ParsedRow[], written: Array<{device_id: string}>) {
