@@ -1,4 +1,8 @@
-import semver from 'semver'
+// Only the parts used: the package index loads every function (~28 ms of start-up vs ~15 ms).
+import Comparator from 'semver/classes/comparator.js'
+import Range from 'semver/classes/range.js'
+import SemVer from 'semver/classes/semver.js'
+import parse from 'semver/functions/parse.js'
 
 import {invalidInput} from '../core/errors.js'
 
@@ -39,8 +43,19 @@ const RANGE_HINT = 'use a semver range, e.g. <2.5.0, ^2.4, >=1.0.0 <2.0.0, 1.x |
 
 type Fail = (reason: string) => never
 
+// A fleet runs a handful of versions: an import of 100,000 devices parses each one once.
+const keyCache = new Map<string, string>()
+
 /** The sortable key of a strict semantic version; throws E_FIRMWARE_VERSION otherwise. */
 export function firmwareKey(version: string): string {
+  const cached = keyCache.get(version)
+  if (cached !== undefined) return cached
+  const key = computeKey(version)
+  if (keyCache.size < 10_000) keyCache.set(version, key)
+  return key
+}
+
+function computeKey(version: string): string {
   const fail: Fail = (reason) => {
     throw invalidInput('E_FIRMWARE_VERSION', `invalid firmware version ${JSON.stringify(version)}: ${reason}`, {
       hint: VERSION_HINT,
@@ -48,7 +63,7 @@ export function firmwareKey(version: string): string {
   }
   // semver.valid() tolerates surrounding space and a leading "v" even in strict mode; a stored
   // version is exactly SemVer 2.0.0 text, so those are refused here.
-  const parsed = /^\d/.test(version) && version === version.trim() ? semver.parse(version) : null
+  const parsed = /^\d/.test(version) && version === version.trim() ? parse(version) : null
   if (parsed === null) fail('not a semantic version (MAJOR.MINOR.PATCH[-PRERELEASE][+BUILD])')
   return keyOf(parsed, fail)
 }
@@ -58,7 +73,7 @@ export function firmwareMmpPrefix(version: string): string {
   return firmwareKey(version).slice(0, FIRMWARE_MMP_WIDTH)
 }
 
-function keyOf(version: semver.SemVer, fail: Fail): string {
+function keyOf(version: SemVer, fail: Fail): string {
   const mmp = [version.major, version.minor, version.patch].map((n) => {
     if (n > MAX_COMPONENT) fail(`${n} exceeds ${MAX_COMPONENT}, the largest component firmware keys can order`)
     return String(n).padStart(FIRMWARE_COMPONENT_WIDTH, '0')
@@ -91,9 +106,9 @@ export function compileFirmwareRange(range: string, column: string, params: unkn
   return sets.length === 1 ? (sets[0] as string) : `(${sets.join(' OR ')})`
 }
 
-function parseRange(range: string): semver.Range {
+function parseRange(range: string): Range {
   try {
-    return new semver.Range(range)
+    return new Range(range)
   } catch (error) {
     throw invalidInput('E_FIRMWARE_RANGE', `invalid firmware range ${JSON.stringify(range)}: ${(error as Error).message}`, {
       hint: RANGE_HINT,
@@ -102,7 +117,7 @@ function parseRange(range: string): semver.Range {
   }
 }
 
-const SQL_OPERATOR: Record<semver.Comparator['operator'], string> = {
+const SQL_OPERATOR: Record<Comparator['operator'], string> = {
   '': '=',
   '=': '=',
   '<': '<',
@@ -117,14 +132,14 @@ const SQL_OPERATOR: Record<semver.Comparator['operator'], string> = {
  * major.minor.patch (node-semver's testSet, the rule behind `^1.2.3-beta.1` matching
  * 1.2.3-beta.2 but not 1.2.4-beta.1).
  */
-function compileComparatorSet(set: readonly semver.Comparator[], range: string, column: string, params: unknown[]): string {
+function compileComparatorSet(set: readonly Comparator[], range: string, column: string, params: unknown[]): string {
   const fail: Fail = (reason) => {
     throw invalidInput('E_FIRMWARE_RANGE', `invalid firmware range ${JSON.stringify(range)}: ${reason}`, {hint: RANGE_HINT})
   }
   const terms: string[] = []
   const prereleasePrefixes: string[] = []
   for (const comparator of set) {
-    if (!(comparator.semver instanceof semver.SemVer)) continue // Comparator.ANY
+    if (!(comparator.semver instanceof SemVer)) continue // Comparator.ANY
     const key = keyOf(comparator.semver, fail)
     params.push(key)
     terms.push(`${column} ${SQL_OPERATOR[comparator.operator]} $${params.length}`)
