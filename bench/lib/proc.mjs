@@ -1,7 +1,7 @@
 // Spawn the real CLI (or plain node) as a child, timed with process.hrtime from spawn to 'close'.
 // Every live child is tracked so an interrupted benchmark can kill what it started.
 import {spawn} from 'node:child_process'
-import {readFile, rm} from 'node:fs/promises'
+import {cp, mkdir, readFile, rm, symlink} from 'node:fs/promises'
 import {dirname, join} from 'node:path'
 import {fileURLToPath} from 'node:url'
 import {msSince} from './stats.mjs'
@@ -9,6 +9,24 @@ import {msSince} from './stats.mjs'
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..')
 export const BIN = 'bin/run.js'
 const PROBE = join(ROOT, 'bench', 'lib', 'child-probe.cjs')
+
+/** Where children run (`node bin/run.js` resolves against it): the project, or a snapshot of its build. */
+let appRoot = ROOT
+export const getAppRoot = () => appRoot
+
+/**
+ * Copy the built CLI (bin/, dist/, package.json, oclif.manifest.json; node_modules linked) to
+ * `dir` and run every child from there, so a concurrent `npm run build` (rm -rf dist) cannot break
+ * or mix builds in a long run. The same code runs; only its path differs.
+ */
+export async function useSnapshot(dir) {
+  await mkdir(dir, {recursive: true})
+  for (const entry of ['bin', 'dist', 'package.json', 'oclif.manifest.json']) {
+    await cp(join(ROOT, entry), join(dir, entry), {recursive: true})
+  }
+  await symlink(join(ROOT, 'node_modules'), join(dir, 'node_modules'), 'dir')
+  appRoot = dir
+}
 
 const live = new Set()
 let probeCounter = 0
@@ -32,7 +50,7 @@ export async function runNode(args, {env = process.env, timeoutMs = 600_000, pro
   }
   const result = await new Promise((resolve, reject) => {
     const start = process.hrtime.bigint()
-    const child = spawn(process.execPath, nodeArgs, {cwd: ROOT, env: childEnv, stdio: ['ignore', 'pipe', 'pipe']})
+    const child = spawn(process.execPath, nodeArgs, {cwd: appRoot, env: childEnv, stdio: ['ignore', 'pipe', 'pipe']})
     live.add(child)
     const stdout = []
     const stderr = []

@@ -1,4 +1,5 @@
 // Readable blocks on stdout while the benchmark runs, and a Markdown table at the end.
+import {loadavg} from 'node:os'
 
 export const verdict = (pass) => (pass === null || pass === undefined ? 'info' : pass ? 'PASS' : 'MISS')
 
@@ -7,6 +8,7 @@ export class Report {
 
   heading(text) {
     process.stdout.write(`\n=== ${text} ${'='.repeat(Math.max(3, 92 - text.length))}\n`)
+    process.stdout.write(`  (load average ${loadavg().map((l) => l.toFixed(2)).join(' ')})\n`)
   }
 
   line(label, value = '') {
