@@ -27,18 +27,22 @@ const CONFLICT_SQL: Record<OnConflict, string> = {
 }
 
 /** One statement per batch: arrays through unnest keep it to 8 parameters whatever the size. */
+/**
+ * One statement per batch, the batch as a single JSON parameter: JSON.stringify is native and
+ * PostgreSQL parses it in C, where pg's per-element escaping of eight text[] arrays cost the
+ * client more CPU than the server spent inserting.
+ */
 async function insertBatch(client: PoolClient, batch: ParsedRow[], onConflict: OnConflict) {
-  const col = <K extends keyof ParsedRow['device']>(k: K) => batch.map((r) => r.device[k])
   const {rows} = await client.query<{device_id: string; inserted: boolean}>(
     `INSERT INTO devices (device_id, device_type, owner_user_id, firmware_version, firmware_key, status, labels, metadata)
-     SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::jsonb[], $8::jsonb[])
+     SELECT r.device_id, r.device_type, r.owner_user_id, r.firmware_version, r.firmware_key, r.status, r.labels, r.metadata
+     FROM jsonb_to_recordset($1::jsonb) AS r(device_id text, device_type text, owner_user_id bigint, firmware_version text,
+       firmware_key text, status text, labels jsonb, metadata jsonb)
      ${CONFLICT_SQL[onConflict]} RETURNING device_id, (xmax = 0) AS inserted`,
-    [col('device_id'), col('device_type'), col('owner_user_id'), col('firmware_version'), col('firmware_key'),
-      col('status'), col('labels').map((l) => JSON.stringify(l)), col('metadata').map((m) => JSON.stringify(m))])
+    [JSON.stringify(batch.map((r) => r.device))])
   return rows
 }
 
-/** All rows or none: every batch runs in one transaction, and a conflict rolls all of them back. */
 /**
  * All rows or none, in one transaction. Chunks come from a parser that is still reading the file:
  * chunk n+1 is parsed and validated while chunk n's INSERT runs on the server. After the first
