@@ -1,7 +1,7 @@
 import {join} from 'node:path'
 import {invalidInput, notFound} from '../core/errors.js'
 import {assertDeviceId} from '../core/device-id.js'
-import {connectClient, withTransaction, type Database, type PoolClient} from '../db/pool.js'
+import {connectClient, withTransaction, type Database, type Pool, type PoolClient} from '../db/pool.js'
 import {chainPem, loadSigningCa, type SigningCa} from './ca.js'
 import {writeCrls, type CrlInfo} from './crl.js'
 import {assertDays, assertIssuable, signLeaves, type IssuedCertificate} from './issue.js'
@@ -108,9 +108,9 @@ export async function rotateDeviceCertificate(db: Database, options: PkiOptions 
   return {issued: issued!, superseding: rows.map((r) => r.serial)}
 }
 
-export async function supersedePredecessors(client: PoolClient, serial: string): Promise<string[]> {
+export async function supersedePredecessors(client: PoolClient | Pool, serial: string): Promise<string[]> {
   const {rows} = await client.query<{serial: string}>(`UPDATE certificates SET status = 'revoked', revoked_at = now(),
-      revocation_reason = 'superseded' WHERE replaced_by = $1 AND status = 'active' RETURNING serial`, [serial])
+      revocation_reason = 'superseded' WHERE ltrim(replaced_by, '0') = ltrim($1, '0') AND status = 'active' RETURNING serial`, [serial])
   return rows.map((r) => r.serial)
 }
 

@@ -1,0 +1,141 @@
+import {readFile} from 'node:fs/promises'
+import {join} from 'node:path'
+import type {AddressInfo} from 'node:net'
+import type {Server as TlsServer, TLSSocket, SecureContextOptions} from 'node:tls'
+import type {Client} from 'aedes'
+import type {Database} from '../db/pool.js'
+import {authenticate, maySubscribe, mayPublish, type Identity, type Listener} from './policy.js'
+
+export interface BrokerOptions {
+  db: Database
+  caDir: string
+  /** Passphrase of the broker's server key (the CA passphrase). */
+  passphrase: string
+  host?: string
+  devicePort: number
+  servicePort: number
+  /** How often live sessions are checked against revocations (issue 4: within 5 s). */
+  revocationCheckMs?: number
+  log?: (line: string) => void
+  /** Called after a device authenticated with a certificate: rotation supersedes its predecessors. */
+  onDeviceAuthenticated?: (identity: Identity) => Promise<void>
+}
+
+export interface RunningBroker {
+  devicePort: number
+  servicePort: number
+  /** Re-read the CRLs (after `certs crl`) into both listeners. */
+  reloadCrls(): Promise<void>
+  close(): Promise<void>
+}
+
+/** Node's tls wants one CRL per array element; crl-chain.pem holds all three back to back. */
+export function splitPem(text: string): string[] {
+  return text.match(/-----BEGIN X509 CRL-----[\s\S]+?-----END X509 CRL-----\n?/g) ?? []
+}
+
+async function tlsContext(caDir: string, passphrase: string, listener: Listener): Promise<SecureContextOptions> {
+  const read = (name: string) => readFile(join(caDir, name), 'utf8')
+  const trust = listener === 'device' ? [await read('device-ca.crt'), await read('root.crt')] : [await read('service-ca.crt'), await read('root.crt')]
+  return {
+    cert: (await read('server.crt')) + (await read('service-ca.crt')),
+    key: await read('server.key'),
+    passphrase,
+    ca: trust,
+    crl: splitPem(await read('crl/crl-chain.pem')),
+    minVersion: 'TLSv1.3',
+  }
+}
+
+/**
+ * The embedded broker: aedes behind two TLS 1.3 listeners with client certificates required.
+ * Devices connect to `devicePort` (device CA trusted), services to `servicePort` (service CA only).
+ * A failed handshake is logged with its reason and the socket destroyed, never silently dropped.
+ */
+export async function startBroker(options: BrokerOptions): Promise<RunningBroker> {
+  const log = options.log ?? (() => undefined)
+  const {Aedes} = await import('aedes')
+  const tls = await import('node:tls')
+  const broker = await Aedes.createBroker()
+  const identities = new WeakMap<Client, Identity>()
+  const listenerOf = new WeakMap<object, Listener>()
+
+  broker.authenticate = (client, _username, _password, done) => {
+    const listener = listenerOf.get(client.conn) ?? 'device'
+    authenticate(options.db, client, listener, options.onDeviceAuthenticated && listener === 'device' ? options.onDeviceAuthenticated : async () => undefined)
+      .then((identity) => {
+        identities.set(client, identity)
+        done(null, true)
+      }, (error) => {
+        log(`refused ${client?.id}: ${(error as Error).message}`)
+        done(error, false)
+      })
+  }
+  broker.authorizePublish = (client, packet, done) => {
+    done(mayPublish(client ? identities.get(client) : undefined, packet.topic) ? null : new Error(`publish to ${packet.topic} denied`))
+  }
+  broker.authorizeSubscribe = (client, subscription, done) => {
+    // A null subscription answers SUBACK 0x80 for this filter without closing the session.
+    done(null, maySubscribe(identities.get(client), subscription.topic) ? subscription : null)
+  }
+
+  const servers: TlsServer[] = []
+  const listen = async (listener: Listener, port: number) => {
+    const server = tls.createServer({...(await tlsContext(options.caDir, options.passphrase, listener)), requestCert: true, rejectUnauthorized: false})
+    server.on('secureConnection', (socket: TLSSocket) => {
+      if (!socket.authorized) {
+        log(`${listener} TLS refused ${socket.remoteAddress}: ${String(socket.authorizationError)}`)
+        socket.destroy()
+        return
+      }
+      listenerOf.set(socket, listener)
+      broker.handle(socket)
+    })
+    server.on('tlsClientError', (error) => log(`${listener} TLS handshake failed: ${error.message}`))
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject)
+      server.listen(port, options.host ?? '127.0.0.1', () => resolve())
+    })
+    servers.push(server)
+    return (server.address() as AddressInfo).port
+  }
+  const devicePort = await listen('device', options.devicePort)
+  const servicePort = await listen('service', options.servicePort)
+  const live = new Set<Client>()
+  broker.on('clientReady', (client) => live.add(client))
+  broker.on('clientDisconnect', (client) => live.delete(client))
+  const sweep = setInterval(() => void disconnectRevoked(options.db, live, identities, log), options.revocationCheckMs ?? 2000)
+  sweep.unref()
+
+  return {
+    devicePort,
+    servicePort,
+    reloadCrls: async () => {
+      for (const [i, listener] of (['device', 'service'] as const).entries()) {
+        servers[i]!.setSecureContext(await tlsContext(options.caDir, options.passphrase, listener))
+      }
+    },
+    close: async () => {
+      clearInterval(sweep)
+      await Promise.all(servers.map((s) => new Promise((resolve) => s.close(resolve))))
+      await new Promise<void>((resolve) => broker.close(() => resolve()))
+    },
+  }
+}
+
+/** Revoking a certificate ends its live session within one sweep interval. */
+async function disconnectRevoked(db: Database, clients: Set<Client>, identities: WeakMap<Client, Identity>, log: (line: string) => void) {
+  const live = [...clients].filter((c) => identities.has(c))
+  if (live.length === 0) return
+  const serials = live.map((c) => identities.get(c)!.serial)
+  const {rows} = await db.pool.query<{serial: string}>(
+    "SELECT ltrim(serial, '0') AS serial FROM certificates WHERE ltrim(serial, '0') = ANY($1::text[]) AND status = 'revoked'", [serials])
+    .catch(() => ({rows: []}))
+  const revoked = new Set(rows.map((r) => r.serial))
+  for (const client of live) {
+    if (revoked.has(identities.get(client)!.serial)) {
+      log(`disconnecting ${client.id}: certificate revoked`)
+      client.close()
+    }
+  }
+}

@@ -1,0 +1,140 @@
+import {afterAll, beforeAll, describe, expect, it} from 'vitest'
+import mqtt, {type MqttClient, type IClientOptions} from 'mqtt'
+import {startBroker, type RunningBroker} from '../../src/lib/broker/server.js'
+import {supersedePredecessors} from '../../src/lib/pki/certificates.js'
+import {initCa, issueDeviceCertificates, issueOperatorCertificate, publishCrls, revokeCertificates, type IssuedCertificate} from '../../src/lib/pki/index.js'
+import {freshDatabase, type TestDatabase} from '../helpers/database.js'
+import {caPem, cleanup, PASSPHRASE, registerDevices, tempDir} from '../helpers/pki-fixtures.js'
+
+/**
+ * The embedded broker with real mqtt.js clients holding iotctl-issued certificates over TLS 1.3:
+ * the topic contract is checked by what is delivered, not by acknowledgement codes.
+ */
+describe('embedded broker: certificate authentication and the topic ACL', () => {
+  let db: TestDatabase
+  let dir: string
+  let broker: RunningBroker
+  let trust: string
+  const certs = new Map<string, IssuedCertificate>()
+  const clients: MqttClient[] = []
+
+  beforeAll(async () => {
+    db = await freshDatabase()
+    dir = await tempDir('broker')
+    const caDir = `${dir}/ca`
+    await initCa({dir: caDir, keyType: 'ec-p256', passphrase: PASSPHRASE, sans: [], force: false})
+    await registerDevices(db, ['d1', 'd2', 'd3', 'd4'])
+    for (const cert of await issueDeviceCertificates(db, {caDir, passphrase: PASSPHRASE, deviceIds: ['d1', 'd2', 'd3', 'd4'], days: 30})) {
+      certs.set(cert.record.subject_name, cert)
+    }
+    certs.set('ingest', await issueOperatorCertificate(db, {caDir, passphrase: PASSPHRASE, name: 'ingest', days: 30}))
+    await revokeCertificates(db, {deviceId: 'd3'}, 'keyCompromise')
+    await publishCrls(db, {caDir, passphrase: PASSPHRASE})
+    trust = await caPem(caDir, 'root.crt', 'service-ca.crt')
+    broker = await startBroker({db, caDir, passphrase: PASSPHRASE, devicePort: 0, servicePort: 0, revocationCheckMs: 200,
+      onDeviceAuthenticated: async (identity) => void (await supersedePredecessors(db.pool, identity.serial))})
+  })
+
+  afterAll(async () => {
+    await Promise.all(clients.map((c) => c.endAsync(true).catch(() => undefined)))
+    await broker?.close()
+    await db?.drop()
+    await cleanup(dir)
+  })
+
+  function options(name: string, clientId = name): IClientOptions {
+    const cert = certs.get(name)!
+    return {clientId, cert: cert.certificate + cert.chain, key: cert.private_key!, ca: trust, protocolVersion: 4,
+      reconnectPeriod: 0, connectTimeout: 5000, rejectUnauthorized: true}
+  }
+
+  /** Resolves on CONNACK 0; rejects on an error or on a close before it (a refused handshake). */
+  async function connect(name: string, port: 'device' | 'service' = 'device', clientId = name): Promise<MqttClient> {
+    const client = mqtt.connect(`mqtts://127.0.0.1:${port === 'device' ? broker.devicePort : broker.servicePort}`, options(name, clientId))
+    clients.push(client)
+    await new Promise<void>((resolve, reject) => {
+      client.once('connect', () => resolve())
+      client.once('error', reject)
+      client.once('close', () => reject(new Error('connection closed before CONNACK')))
+    })
+    return client
+  }
+
+  /** Messages an observer sees on `filter` while `act` runs, plus a grace period. */
+  async function observe(filter: string, act: () => Promise<void>, waitMs = 400): Promise<string[]> {
+    const observer = await connect('ingest', 'service', `ingest-${Math.random().toString(36).slice(2, 8)}`)
+    const seen: string[] = []
+    observer.on('message', (topic, payload) => seen.push(`${topic} ${payload.toString()}`))
+    await observer.subscribeAsync(filter, {qos: 1})
+    await act()
+    await new Promise((r) => setTimeout(r, waitMs))
+    await observer.endAsync()
+    return seen
+  }
+
+  it('a device publishes in its own subtree and the message is delivered', async () => {
+    const d1 = await connect('d1')
+    const seen = await observe('devices/#', async () => {
+      await d1.publishAsync('devices/d1/telemetry', '{"ts":1,"seq":1,"metrics":{"t":20}}', {qos: 1})
+    })
+    expect(seen).toEqual(['devices/d1/telemetry {"ts":1,"seq":1,"metrics":{"t":20}}'])
+  })
+
+  it('a publish into another device\'s subtree, a wrong direction or a $ topic is never delivered', async () => {
+    const d2 = await connect('d2')
+    const seen = await observe('devices/#', async () => {
+      for (const topic of ['devices/d1/telemetry', 'devices/d2/commands', 'devices/d2/shadow/delta']) {
+        await d2.publishAsync(topic, 'x', {qos: 0}).catch(() => undefined)
+      }
+    })
+    expect(seen).toEqual([])
+  })
+
+  it('a subscription outside the own subtree is refused (SUBACK 0x80) and receives nothing', async () => {
+    const d4 = await connect('d4')
+    for (const filter of ['devices/d1/commands', 'devices/+/commands', '#', '$SYS/#']) {
+      await expect(d4.subscribeAsync(filter, {qos: 1}), filter).rejects.toThrow(/Subscribe error/)
+    }
+    expect((await d4.subscribeAsync('devices/d4/commands', {qos: 1})).map((g) => g.qos)).toEqual([1])
+    const received: string[] = []
+    d4.on('message', (topic) => received.push(topic))
+    const service = await connect('ingest', 'service', 'ingest-cmd')
+    await service.publishAsync('devices/d1/commands', 'for d1', {qos: 1})
+    await service.publishAsync('devices/d4/commands', 'for d4', {qos: 1})
+    await new Promise((r) => setTimeout(r, 400))
+    expect(received).toEqual(['devices/d4/commands'])
+  })
+
+  it('a client id that is not the certificate CN is refused with CONNACK "identifier rejected"', async () => {
+    await expect(connect('d1', 'device', 'd2')).rejects.toThrow(/Identifier rejected/i)
+  })
+
+  it('a revoked certificate is refused at the TLS handshake (the CRL is loaded)', async () => {
+    await expect(connect('d3')).rejects.toThrow()
+  })
+
+  it('a service certificate is refused on the device listener, a device certificate on the service listener', async () => {
+    await expect(connect('ingest', 'device')).rejects.toThrow()
+    await expect(connect('d1', 'service')).rejects.toThrow()
+  })
+
+  it('after `certs rotate`, the first connection with the new certificate supersedes the old one', async () => {
+    const {rotateDeviceCertificate} = await import('../../src/lib/pki/index.js')
+    const old = certs.get('d4')!.record.serial
+    const {issued} = await rotateDeviceCertificate(db, {caDir: `${dir}/ca`, passphrase: PASSPHRASE, deviceId: 'd4', graceMs: 86_400_000, days: 30})
+    const status = async (serial: string) => (await db.pool.query('SELECT status, revocation_reason FROM certificates WHERE serial = $1', [serial])).rows[0]
+    expect(await status(old)).toEqual({status: 'active', revocation_reason: null}) // still valid during the grace period
+    certs.set('d4-new', issued)
+    const client = await connect('d4-new', 'device', 'd4')
+    expect(await status(old)).toEqual({status: 'revoked', revocation_reason: 'superseded'})
+    await client.endAsync()
+  })
+
+  it('revoking a live session\'s certificate disconnects it within 5 seconds', async () => {
+    const d2 = await connect('d2', 'device')
+    const closed = new Promise<number>((resolve) => d2.once('close', () => resolve(Date.now())))
+    const start = Date.now()
+    await revokeCertificates(db, {deviceId: 'd2'}, 'keyCompromise')
+    expect((await closed) - start).toBeLessThan(5000)
+  })
+})
