@@ -31,7 +31,7 @@ describe('dev stack lifecycle', {timeout: 120_000}, () => {
   })
 
   it('dev up --detach -o json → 0, running, URL masked', async () => {
-    const r = await cli(['dev', 'up', '--detach', '-o', 'json'], {timeoutMs: 110_000})
+    const r = await cli(['dev', 'up', '--detach', '--mqtt-port', '0', '--service-port', '0', '-o', 'json'], {timeoutMs: 110_000})
     const result = expectOk(r)
     expect(result).toMatchObject({status: 'running', detached: true, data_dir: join(home, 'dev')})
     expect(result.database_url).toMatch(/^postgres:\/\/postgres:\*\*\*@127\.0\.0\.1:\d+\/iotctl$/)
@@ -44,7 +44,7 @@ describe('dev stack lifecycle', {timeout: 120_000}, () => {
   it('dev up --detach again → 0, the same stack (idempotent)', async () => {
     const r = await cli(['dev', 'up', '--detach'])
     expect(r.code, describeRun(r)).toBe(0)
-    expect(r.stdout).toMatch(new RegExp(`^STATUS\\s+PID\\s+DATABASE\\s+DATA_DIR\\nrunning\\s+${firstPid}\\s`))
+    expect(r.stdout).toMatch(new RegExp(`^STATUS\\s+PID\\s+DATABASE\\s+MQTT\\s+DATA_DIR\\nrunning\\s+${firstPid}\\s`))
     expect(r.stderr).toMatch(/already running/)
   })
 
@@ -53,6 +53,10 @@ describe('dev stack lifecycle', {timeout: 120_000}, () => {
     expect(status).toMatchObject({running: true, pid: firstPid, database: {reachable: true}})
     expect(status.database.url).toContain('***')
     expect(status.database.version).toMatch(/^\d+/)
+    // The broker runs too, with a CA the stack created and a passphrase kept 0600 beside the data.
+    expect(status.broker.mqtt_url).toMatch(/^mqtts:\/\/127\.0\.0\.1:\d+$/)
+    expect((await stat(join(home, 'ca', 'root.crt'))).isFile()).toBe(true)
+    expect((await stat(join(home, 'ca', 'dev-passphrase'))).mode & 0o777).toBe(0o600)
   })
 
   it('devices register without any database flag finds the running stack', async () => {
@@ -89,7 +93,7 @@ describe('dev stack lifecycle', {timeout: 120_000}, () => {
   })
 
   it('dev up --detach again: the device registered earlier is still there', async () => {
-    const up = expectOk(await cli(['dev', 'up', '--detach', '--json'], {timeoutMs: 110_000}))
+    const up = expectOk(await cli(['dev', 'up', '--detach', '--mqtt-port', '0', '--service-port', '0', '--json'], {timeoutMs: 110_000}))
     expect(up.pid).not.toBe(firstPid)
     expect(expectOk(await cli(['devices', 'get', 'dev-1', '--json']))).toMatchObject({device_id: 'dev-1', labels: {site: 'berlin'}})
   })

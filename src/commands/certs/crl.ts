@@ -15,7 +15,7 @@ crlfile; Node's tls wants them as an array, one CRL per element) to
 
   async run(): Promise<void> {
     const caDir = await resolveCaDir({caDir: this.flags['ca-dir'], context: this.flags.context})
-    const passphrase = await caPassphrase(this.flags['passphrase-file'])
+    const passphrase = await caPassphrase(this.flags['passphrase-file'], {caDir})
     const crls = await publishCrls(await this.ctx.database(), {caDir, passphrase, outDir: this.flags.out})
     await this.render(crls, {rows: (r) => r as typeof crls, name: (c) => `crl/${c.ca}`, columns: [
       {header: 'CA', get: (c) => c.ca}, {header: 'NUMBER', get: (c) => c.number}, {header: 'REVOKED', get: (c) => c.entries},

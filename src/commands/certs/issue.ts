@@ -37,7 +37,7 @@ Without --csr, iotctl generates an EC P-256 key. Files: device.key (0600), devic
     const csrBytes = this.flags.csr === undefined ? undefined : await readInputBytes(this.flags.csr)
     // PEM is text; DER travels as a binary string so no byte is re-encoded.
     const csrPem = csrBytes === undefined ? undefined : csrBytes.includes('-----BEGIN') ? csrBytes.toString('utf8') : csrBytes.toString('binary')
-    const passphrase = await caPassphrase(this.flags['passphrase-file'])
+    const passphrase = await caPassphrase(this.flags['passphrase-file'], {caDir})
     const db = await this.ctx.database()
     const common = {caDir, passphrase, csrPem, days: this.flags.days}
     const issued: IssuedCertificate = operator === undefined

@@ -24,7 +24,7 @@ The old certificate is revoked (superseded) once the device connects with the ne
   async run(): Promise<void> {
     const graceMs = parseDuration(this.flags.grace, '--grace')
     const caDir = await resolveCaDir({caDir: this.flags['ca-dir'], context: this.flags.context})
-    const passphrase = await caPassphrase(this.flags['passphrase-file'])
+    const passphrase = await caPassphrase(this.flags['passphrase-file'], {caDir})
     const result = await rotateDeviceCertificate(await this.ctx.database(), {caDir, passphrase, deviceId: this.args.id, graceMs, days: this.flags.days})
     const out = this.flags.out ?? (this.machineOutput ? undefined : resolve(this.args.id))
     const files = out ? await writeIssued(out, result.issued) : []

@@ -16,6 +16,7 @@ export default class DevStatusCommand extends BaseCommand<typeof DevStatusComman
         {header: 'DATABASE', get: (s) => s.database?.url},
         {header: 'REACHABLE', get: (s) => s.database?.reachable},
         {header: 'POSTGRES', get: (s) => s.database?.version},
+        {header: 'MQTT', get: (s) => s.broker?.mqtt_url},
         {header: 'STARTED', get: (s) => s.startedAt},
       ],
     })

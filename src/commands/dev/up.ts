@@ -2,6 +2,7 @@ import {Flags} from '../../lib/cli/oclif.js'
 import {BaseCommand} from '../../lib/cli/base-command.js'
 import {notice} from '../../lib/cli/progress.js'
 import {maskUrl} from '../../lib/core/url.js'
+import type {StackRecord} from '../../lib/config/stack-record.js'
 import {startDetached, startDevStack, type RunningStack} from '../../lib/stack/index.js'
 
 export default class DevUp extends BaseCommand<typeof DevUp> {
@@ -13,24 +14,30 @@ While it runs, every other command finds it without flags.`
   static override flags = {
     detach: Flags.boolean({char: 'd', description: 'run in the background and return once ready'}),
     'db-port': Flags.integer({description: 'PostgreSQL port on 127.0.0.1 (0: reuse the last one, else any free port)', default: 0, min: 0, max: 65_535}),
+    'mqtt-port': Flags.integer({description: 'MQTT over TLS port for devices on 127.0.0.1 (0: any free port)', default: 8883, min: 0, max: 65_535}),
+    'service-port': Flags.integer({description: 'MQTT over TLS port for services and the CLI (0: any free port)', default: 8884, min: 0, max: 65_535}),
   }
 
   async run(): Promise<void> {
     if (this.flags.detach) {
-      const record = await startDetached(['--db-port', String(this.flags['db-port'])])
-      await this.render(summary(record.pid, record.databaseUrl, record.dataDir, true), view)
+      const record = await startDetached(['--db-port', String(this.flags['db-port']), '--mqtt-port', String(this.flags['mqtt-port']),
+        '--service-port', String(this.flags['service-port'])])
+      await this.render(summary(record, true), view)
       if (!this.machineOutput) notice(record.alreadyRunning ? 'the dev stack was already running' : 'stop it with `iotctl dev down`')
       return
     }
-    const stack = await startDevStack({dbPort: this.flags['db-port'], log: (line) => notice(`[stack] ${line}`)})
-    await this.render(summary(stack.record.pid, stack.record.databaseUrl, stack.record.dataDir, false), view)
+    const stack = await startDevStack({dbPort: this.flags['db-port'], mqttPort: this.flags['mqtt-port'], servicePort: this.flags['service-port'],
+      log: (line) => notice(`[stack] ${line}`)})
+    await this.render(summary(stack.record, false), view)
     notice('[stack] ready; press Ctrl-C to stop')
     await waitForSignal(stack)
   }
 }
 
-function summary(pid: number, url: string, dataDir: string, detached: boolean) {
-  return {status: 'running', pid, detached, database_url: maskUrl(url), data_dir: dataDir}
+function summary(record: StackRecord, detached: boolean) {
+  return {status: 'running', pid: record.pid, detached, database_url: maskUrl(record.databaseUrl),
+    mqtt_url: record.broker ? `mqtts://127.0.0.1:${record.broker.devicePort}` : null,
+    service_url: record.broker ? `mqtts://127.0.0.1:${record.broker.servicePort}` : null, data_dir: record.dataDir}
 }
 
 const view = {
@@ -40,6 +47,7 @@ const view = {
     {header: 'STATUS', get: (r: ReturnType<typeof summary>) => r.status},
     {header: 'PID', get: (r: ReturnType<typeof summary>) => r.pid},
     {header: 'DATABASE', get: (r: ReturnType<typeof summary>) => r.database_url},
+    {header: 'MQTT', get: (r: ReturnType<typeof summary>) => r.mqtt_url},
     {header: 'DATA_DIR', get: (r: ReturnType<typeof summary>) => r.data_dir},
   ],
 }

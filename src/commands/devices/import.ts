@@ -34,11 +34,10 @@ In CSV, labels (and metadata) are k=v;k=v; metadata may also be a JSON object.`
     }
     const format = detectFormat(this.args.file, this.flags.format)
     const text = await readInput(this.args.file)
-    const issue = this.flags['issue-certs'] ? await deviceIssuer({
-      caDir: await resolveCaDir({caDir: this.flags['ca-dir'], context: this.flags.context}),
-      passphrase: await caPassphrase(this.flags['passphrase-file']),
-      days: this.flags.days,
-    }) : undefined
+    const caDir = await resolveCaDir({caDir: this.flags['ca-dir'], context: this.flags.context})
+    const issue = this.flags['issue-certs']
+      ? await deviceIssuer({caDir, passphrase: await caPassphrase(this.flags['passphrase-file'], {caDir}), days: this.flags.days})
+      : undefined
     const progress = await startProgress(`importing devices from ${this.args.file}`, {quiet: this.machineOutput})
     try {
       let issued: IssuedCertificate[] = []

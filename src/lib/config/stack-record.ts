@@ -13,6 +13,7 @@ export interface StackRecord {
   databaseUrl: string
   dataDir: string
   postgres: {port: number; version?: string}
+  broker?: {devicePort: number; servicePort: number; caDir: string}
 }
 
 export function devDir(home = iotctlHome()): string {

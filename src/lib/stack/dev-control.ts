@@ -15,6 +15,7 @@ export interface DevStatus {
   startedAt?: string
   dataDir: string
   database?: {url: string; reachable: boolean; version?: string; error?: string}
+  broker?: {mqtt_url: string; service_url: string; ca_dir: string}
 }
 
 /** The running stack's record, or undefined (a record left by a dead process is removed). */
@@ -36,7 +37,9 @@ export async function devStatus(home = iotctlHome()): Promise<DevStatus> {
     })
   }
   const status: DevStatus = {running: true, pid: record.pid, startedAt: record.startedAt, dataDir: paths.root,
-    database: {url: maskUrl(record.databaseUrl), reachable: false}}
+    database: {url: maskUrl(record.databaseUrl), reachable: false},
+    ...(record.broker ? {broker: {mqtt_url: `mqtts://127.0.0.1:${record.broker.devicePort}`,
+      service_url: `mqtts://127.0.0.1:${record.broker.servicePort}`, ca_dir: record.broker.caDir}} : {})}
   const pool = await createPool(record.databaseUrl, {max: 1, connectTimeoutMs: 3000})
   try {
     const client = await connectClient(pool, record.databaseUrl)

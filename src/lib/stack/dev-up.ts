@@ -9,11 +9,15 @@ import {createPool} from '../db/pool.js'
 import {migrate} from '../db/migrate.js'
 import {startEmbeddedPostgres} from '../db/embedded.js'
 import {devPaths} from './paths.js'
+import {startDevBroker} from './dev-broker.js'
 
 export interface DevUpOptions {
   home?: string
   /** PostgreSQL port; 0 reuses the last one if free, else picks a free one. */
   dbPort: number
+  /** MQTT over TLS ports for devices and services (0: any free port). */
+  mqttPort: number
+  servicePort: number
   log: (line: string) => void
 }
 
@@ -79,26 +83,31 @@ export async function startDevStack(options: DevUpOptions): Promise<RunningStack
       onNotice: options.log,
     })
     await writeFile(paths.secrets, JSON.stringify({...secrets, port: server.port}), {mode: 0o600})
-    const pool = await createPool(server.url)
-    try {
+    const pool = await createPool(server.url, {max: 8})
+    const services = await (async () => {
       const {applied} = await migrate(pool, server.url)
       if (applied.length > 0) options.log(`applied migrations ${applied.join(', ')}`)
-    } finally {
+      return startDevBroker({home, db: {pool, url: server.url}, mqttPort: options.mqttPort,
+        servicePort: options.servicePort, log: options.log})
+    })().catch(async (error) => {
       await pool.end()
-    }
+      await server.stop()
+      throw error
+    })
     const record: StackRecord = {
       pid: process.pid,
       startedAt: new Date().toISOString(),
       databaseUrl: server.url,
       dataDir: paths.root,
       postgres: {port: server.port, version: server.version},
+      broker: {devicePort: services.broker.devicePort, servicePort: services.broker.servicePort, caDir: services.caDir},
     }
     await writeStackRecord(record, home)
     let stopping: Promise<void> | undefined
     const stop = () => {
       // Remove the record first and synchronously: a signal handler elsewhere may exit the process.
       rmSync(stackRecordFile(home), {force: true})
-      stopping ??= server.stop().then(async () => {
+      stopping ??= services.broker.close().then(() => pool.end()).then(() => server.stop()).then(async () => {
         pgLog.end()
         await release()
       })

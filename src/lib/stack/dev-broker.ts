@@ -1,0 +1,59 @@
+import {randomBytes} from 'node:crypto'
+import {readFile, stat, writeFile} from 'node:fs/promises'
+import {join} from 'node:path'
+import {notFound} from '../core/errors.js'
+import type {Database} from '../db/pool.js'
+import {startBroker, type RunningBroker} from '../broker/server.js'
+import {initCa, publishCrls, supersedePredecessors} from '../pki/index.js'
+
+export interface DevBrokerOptions {
+  home: string
+  db: Database
+  mqttPort: number
+  servicePort: number
+  log: (line: string) => void
+}
+
+const exists = (path: string) => stat(path).then(() => true, () => false)
+
+/**
+ * The dev stack's CA passphrase: IOTCTL_CA_PASSPHRASE when set; otherwise one generated for a CA
+ * that `dev up` creates itself, kept beside it in ca/dev-passphrase (0600), a development
+ * convenience like the database password (a CA from `ca init` never gets this file). It lives with
+ * the CA, not under dev/, so `dev reset` cannot orphan a CA whose keys nobody can decrypt.
+ */
+async function devPassphrase(caDir: string, caExists: boolean): Promise<string> {
+  if (process.env.IOTCTL_CA_PASSPHRASE) return process.env.IOTCTL_CA_PASSPHRASE
+  const file = join(caDir, 'dev-passphrase')
+  const stored = await readFile(file, 'utf8').catch(() => undefined)
+  if (stored) return stored.trim()
+  if (caExists) {
+    throw notFound('E_CA_PASSPHRASE', 'the CA exists but its passphrase is unknown to the dev stack', {
+      hint: 'set IOTCTL_CA_PASSPHRASE to the passphrase given to `iotctl ca init`',
+    })
+  }
+  const generated = randomBytes(24).toString('base64url')
+  return generated
+}
+
+/** Ensure a CA (creating one on first `dev up`), publish fresh CRLs, start the embedded broker. */
+export async function startDevBroker(options: DevBrokerOptions): Promise<{broker: RunningBroker; caDir: string}> {
+  const caDir = join(options.home, 'ca')
+  const caExists = await exists(join(caDir, 'root.crt'))
+  const passphrase = await devPassphrase(caDir, caExists)
+  if (!caExists) {
+    options.log(`creating a CA in ${caDir}`)
+    await initCa({dir: caDir, keyType: 'ec-p256', passphrase, sans: [], force: false})
+    if (!process.env.IOTCTL_CA_PASSPHRASE) await writeFile(join(caDir, 'dev-passphrase'), passphrase + '\n', {mode: 0o600})
+  }
+  await publishCrls(options.db, {caDir, passphrase})
+  const broker = await startBroker({
+    db: options.db, caDir, passphrase, devicePort: options.mqttPort, servicePort: options.servicePort, log: options.log,
+    onDeviceAuthenticated: async (identity) => {
+      const superseded = await supersedePredecessors(options.db.pool, identity.serial)
+      if (superseded.length > 0) options.log(`${identity.name} connected with a rotated certificate; superseded ${superseded.join(', ')}`)
+    },
+  })
+  options.log(`MQTT over TLS: devices on 127.0.0.1:${broker.devicePort}, services on 127.0.0.1:${broker.servicePort}`)
+  return {broker, caDir}
+}
