@@ -17,6 +17,8 @@ export interface BrokerOptions {
   /** How often live sessions are checked against revocations (issue 4: within 5 s). */
   revocationCheckMs?: number
   log?: (line: string) => void
+  /** New MQTT sessions accepted per second (token bucket); excess gets CONNACK "server unavailable". */
+  connectRate?: number
   /** Called after a device authenticated with a certificate: rotation supersedes its predecessors. */
   onDeviceAuthenticated?: (identity: Identity) => Promise<void>
 }
@@ -56,11 +58,18 @@ export async function startBroker(options: BrokerOptions): Promise<RunningBroker
   const log = options.log ?? (() => undefined)
   const {Aedes} = await import('aedes')
   const tls = await import('node:tls')
-  const broker = await Aedes.createBroker()
+  // MQTT 3.1.1 §3.1.3.1 lets a server accept client ids beyond 23 characters; device ids have 64,
+  // and service sessions add a suffix to their CN.
+  const broker = await Aedes.createBroker({maxClientsIdLength: 128})
+  const bucket = tokenBucket(options.connectRate ?? 500)
   const identities = new WeakMap<Client, Identity>()
   const listenerOf = new WeakMap<object, Listener>()
 
   broker.authenticate = (client, _username, _password, done) => {
+    if (!bucket.take()) {
+      done(Object.assign(new Error('connection rate limit'), {returnCode: 3}) as never, false) // 3 = server unavailable
+      return
+    }
     const listener = listenerOf.get(client.conn) ?? 'device'
     authenticate(options.db, client, listener, options.onDeviceAuthenticated && listener === 'device' ? options.onDeviceAuthenticated : async () => undefined)
       .then((identity) => {
@@ -137,5 +146,21 @@ async function disconnectRevoked(db: Database, clients: Set<Client>, identities:
       log(`disconnecting ${client.id}: certificate revoked`)
       client.close()
     }
+  }
+}
+
+/** A token bucket: `rate` tokens a second, bursts up to `rate`. */
+export function tokenBucket(rate: number, now: () => number = Date.now) {
+  let tokens = rate
+  let last = now()
+  return {
+    take(): boolean {
+      const t = now()
+      tokens = Math.min(rate, tokens + ((t - last) / 1000) * rate)
+      last = t
+      if (tokens < 1) return false
+      tokens -= 1
+      return true
+    },
   }
 }
