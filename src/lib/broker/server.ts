@@ -26,6 +26,12 @@ export interface BrokerOptions {
 export interface RunningBroker {
   devicePort: number
   servicePort: number
+  /**
+   * An in-process subscriber. Note: aedes sends a QoS 1 PUBACK before it delivers the message
+   * (lib/handlers/publish.js), so PUBACK means "the broker has it", not "stored"; `done` only
+   * paces delivery. Graceful stops flush the ingest; a crash can lose the last batch window.
+   */
+  subscribe(topic: string, handler: (topic: string, payload: Buffer, done: () => void) => void): Promise<void>
   /** Re-read the CRLs (after `certs crl`) into both listeners. */
   reloadCrls(): Promise<void>
   close(): Promise<void>
@@ -119,6 +125,9 @@ export async function startBroker(options: BrokerOptions): Promise<RunningBroker
   return {
     devicePort,
     servicePort,
+    subscribe: (topic, handler) => new Promise<void>((resolve) => {
+      broker.subscribe(topic, (packet, done) => handler(packet.topic, Buffer.from(packet.payload as Buffer), () => done()), () => resolve())
+    }),
     reloadCrls: async () => {
       for (const [i, listener] of (['device', 'service'] as const).entries()) {
         servers[i]!.setSecureContext(await tlsContext(options.caDir, options.passphrase, listener))

@@ -5,6 +5,7 @@ import {notFound} from '../core/errors.js'
 import type {Database} from '../db/pool.js'
 import {startBroker, type RunningBroker} from '../broker/server.js'
 import {initCa, publishCrls, supersedePredecessors} from '../pki/index.js'
+import {startIngest, type TelemetryIngest} from '../telemetry/index.js'
 
 export interface DevBrokerOptions {
   home: string
@@ -37,7 +38,7 @@ async function devPassphrase(caDir: string, caExists: boolean): Promise<string> 
 }
 
 /** Ensure a CA (creating one on first `dev up`), publish fresh CRLs, start the embedded broker. */
-export async function startDevBroker(options: DevBrokerOptions): Promise<{broker: RunningBroker; caDir: string}> {
+export async function startDevBroker(options: DevBrokerOptions): Promise<{broker: RunningBroker; caDir: string; ingest: TelemetryIngest}> {
   const caDir = join(options.home, 'ca')
   const caExists = await exists(join(caDir, 'root.crt'))
   const passphrase = await devPassphrase(caDir, caExists)
@@ -55,5 +56,6 @@ export async function startDevBroker(options: DevBrokerOptions): Promise<{broker
     },
   })
   options.log(`MQTT over TLS: devices on 127.0.0.1:${broker.devicePort}, services on 127.0.0.1:${broker.servicePort}`)
-  return {broker, caDir}
+  const ingest = await startIngest(broker, options.db, options.log)
+  return {broker, caDir, ingest}
 }

@@ -107,7 +107,8 @@ export async function startDevStack(options: DevUpOptions): Promise<RunningStack
     const stop = () => {
       // Remove the record first and synchronously: a signal handler elsewhere may exit the process.
       rmSync(stackRecordFile(home), {force: true})
-      stopping ??= services.broker.close().then(() => pool.end()).then(() => server.stop()).then(async () => {
+      // Stop taking messages, store what was acknowledged-pending, then close the database.
+      stopping ??= services.broker.close().then(() => services.ingest.flush()).then(() => pool.end()).then(() => server.stop()).then(async () => {
         pgLog.end()
         await release()
       })

@@ -1,0 +1,94 @@
+import type {Database} from '../db/pool.js'
+import {withTransaction} from '../db/pool.js'
+import {parseTelemetry, type TelemetryPoint} from './payload.js'
+import {writeTelemetry} from './store.js'
+
+export interface IngestOptions {
+  db: Database
+  /** Flush when this many points wait, or after `maxDelayMs`, whichever comes first. */
+  maxPoints?: number
+  maxDelayMs?: number
+  log?: (line: string) => void
+}
+
+export interface IngestStats {
+  messages: number
+  points: number
+  inserted: number
+  rejected: number
+  batches: number
+}
+
+interface Waiting {
+  points: TelemetryPoint[]
+  resolve: () => void
+}
+
+/**
+ * Batches telemetry into transactions (by size, or every `maxDelayMs`). `accept` resolves only
+ * after the message's points are committed, so a subscriber that acknowledges on that promise
+ * acknowledges stored data. A failed write is retried with full-jitter backoff and the messages
+ * stay unacknowledged meanwhile. (The embedded aedes acknowledges devices before delivery; see
+ * RunningBroker.subscribe.)
+ */
+export class TelemetryIngest {
+  readonly stats: IngestStats = {messages: 0, points: 0, inserted: 0, rejected: 0, batches: 0}
+  private waiting: Waiting[] = []
+  private waitingPoints = 0
+  private timer: NodeJS.Timeout | undefined
+  private flushing = Promise.resolve()
+  private readonly maxPoints: number
+  private readonly maxDelayMs: number
+
+  constructor(private readonly options: IngestOptions) {
+    this.maxPoints = options.maxPoints ?? 2000
+    this.maxDelayMs = options.maxDelayMs ?? 20
+  }
+
+  /** Validate and queue one message; resolves when stored (or at once when it is rejected). */
+  accept(deviceId: string, payload: Buffer): Promise<void> {
+    this.stats.messages++
+    const parsed = parseTelemetry(deviceId, payload)
+    if (!parsed.ok) {
+      this.stats.rejected++
+      this.options.log?.(`telemetry from ${deviceId} rejected: ${parsed.reason}`)
+      return Promise.resolve() // dropped, counted and logged; it must not block anything else
+    }
+    return new Promise((resolve) => {
+      this.waiting.push({points: parsed.points, resolve})
+      this.waitingPoints += parsed.points.length
+      if (this.waitingPoints >= this.maxPoints) this.flush()
+      else this.timer ??= setTimeout(() => this.flush(), this.maxDelayMs)
+    })
+  }
+
+  /** Write everything queued so far; resolves when it is committed. */
+  flush(): Promise<void> {
+    clearTimeout(this.timer)
+    this.timer = undefined
+    const batch = this.waiting
+    this.waiting = []
+    this.waitingPoints = 0
+    if (batch.length === 0) return this.flushing
+    this.flushing = this.flushing.then(() => this.write(batch))
+    return this.flushing
+  }
+
+  private async write(batch: Waiting[]): Promise<void> {
+    const points = batch.flatMap((w) => w.points)
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const inserted = await withTransaction(this.options.db.pool, this.options.db.url, (client) => writeTelemetry(client, points))
+        this.stats.points += points.length
+        this.stats.inserted += inserted
+        this.stats.batches++
+        for (const w of batch) w.resolve()
+        return
+      } catch (error) {
+        const delay = Math.min(30_000, 100 * 2 ** attempt) * Math.random() // full jitter
+        this.options.log?.(`telemetry write failed (${(error as Error).message}); retrying in ${Math.round(delay)} ms`)
+        await new Promise((r) => setTimeout(r, delay))
+      }
+    }
+  }
+}

@@ -1,0 +1,100 @@
+import mqtt, {type MqttClient} from 'mqtt'
+import {afterAll, beforeAll, describe, expect, it} from 'vitest'
+import {startBroker, type RunningBroker} from '../../src/lib/broker/server.js'
+import {initCa, issueDeviceCertificates, publishCrls, type IssuedCertificate} from '../../src/lib/pki/index.js'
+import {startIngest, type TelemetryIngest} from '../../src/lib/telemetry/index.js'
+import {freshDatabase, type TestDatabase} from '../helpers/database.js'
+import {caPem, cleanup, PASSPHRASE, registerDevices, tempDir} from '../helpers/pki-fixtures.js'
+
+/** Devices publish through the real broker over mutual TLS; the ingest stores, rolls up, acknowledges. */
+describe('telemetry ingest through the embedded broker', () => {
+  let db: TestDatabase
+  let dir: string
+  let broker: RunningBroker
+  let ingest: TelemetryIngest
+  let trust: string
+  const certs = new Map<string, IssuedCertificate>()
+  const clients: MqttClient[] = []
+  const ids = Array.from({length: 10}, (_, i) => `t${i}`)
+  const T0 = Date.UTC(2026, 10, 24, 23, 58) // two minutes before midnight: two daily partitions, several buckets
+
+  beforeAll(async () => {
+    db = await freshDatabase()
+    dir = await tempDir('ingest')
+    const caDir = `${dir}/ca`
+    await initCa({dir: caDir, keyType: 'ec-p256', passphrase: PASSPHRASE, sans: [], force: false})
+    await registerDevices(db, [...ids, 'willing'])
+    for (const c of await issueDeviceCertificates(db, {caDir, passphrase: PASSPHRASE, deviceIds: [...ids, 'willing'], days: 30})) certs.set(c.record.subject_name, c)
+    await publishCrls(db, {caDir, passphrase: PASSPHRASE})
+    trust = await caPem(caDir, 'root.crt', 'service-ca.crt')
+    broker = await startBroker({db, caDir, passphrase: PASSPHRASE, devicePort: 0, servicePort: 0})
+    ingest = await startIngest(broker, db, () => undefined)
+  })
+
+  afterAll(async () => {
+    await Promise.all(clients.map((c) => c.endAsync(true).catch(() => undefined)))
+    await broker?.close()
+    await ingest?.flush()
+    await db?.drop()
+    await cleanup(dir)
+  })
+
+  async function device(id: string, extra: mqtt.IClientOptions = {}): Promise<MqttClient> {
+    const cert = certs.get(id)!
+    const client = await mqtt.connectAsync(`mqtts://127.0.0.1:${broker.devicePort}`, {clientId: id, cert: cert.certificate + cert.chain,
+      key: cert.private_key!, ca: trust, reconnectPeriod: 0, protocolVersion: 4, ...extra})
+    clients.push(client)
+    return client
+  }
+
+  const payload = (i: number) => JSON.stringify({ts: T0 + i * 15_000, seq: i, metrics: {temperature: 20 + (i % 5), humidity: 40 + i}})
+  const count = async (sql: string) => Number((await db.pool.query(sql)).rows[0].n)
+
+  it('an acknowledged point is stored within one batch window (aedes sends PUBACK before delivery)', async () => {
+    const d = await device('t0')
+    await d.publishAsync('devices/t0/telemetry', payload(0), {qos: 1})
+    await expect.poll(() => count("SELECT count(*) AS n FROM telemetry WHERE device_id = 't0'"), {timeout: 2000, interval: 20}).toBe(2)
+  })
+
+  it('10 devices × 40 messages land exactly once, redelivery counts nothing twice, rollups equal raw counts', async () => {
+    const devices = await Promise.all(ids.map((id) => device(id)))
+    const send = () => Promise.all(devices.map((d, n) => Promise.all(
+      Array.from({length: 40}, (_, i) => d.publishAsync(`devices/${ids[n]}/telemetry`, payload(i), {qos: 1})))))
+    await send()
+    await send() // the same messages again, as after a lost PUBACK
+    await expect.poll(() => ingest.stats.messages, {timeout: 5000}).toBeGreaterThanOrEqual(1 + 10 * 40 * 2)
+    await ingest.flush()
+    expect(await count('SELECT count(*) AS n FROM telemetry')).toBe(10 * 40 * 2)
+    for (const table of ['telemetry_1m', 'telemetry_1h', 'telemetry_1d']) {
+      expect(await count(`SELECT sum(count) AS n FROM ${table}`), table).toBe(10 * 40 * 2)
+    }
+    // 40 messages 15 s apart from 23:58 span two days: both daily partitions were created.
+    expect(await count("SELECT count(*) AS n FROM pg_class WHERE relname IN ('telemetry_p20261124', 'telemetry_p20261125')")).toBe(2)
+    expect(await count('SELECT count(*) AS n FROM telemetry_default')).toBe(0)
+    const {rows} = await db.pool.query("SELECT count, sum, min, max FROM telemetry_1m WHERE device_id = 't3' AND metric = 'humidity' ORDER BY bucket LIMIT 1")
+    expect(rows[0]).toEqual({count: '4', sum: 40 + 41 + 42 + 43, min: 40, max: 43})
+    expect(await count("SELECT count(*) AS n FROM devices WHERE last_seen_at IS NOT NULL AND device_id LIKE 't%'")).toBe(10)
+  })
+
+  it('malformed payloads are counted and dropped without blocking the next message', async () => {
+    const d = await device('t9', {clientId: 't9'})
+    const rejectedBefore = ingest.stats.rejected
+    for (const bad of ['garbage', '{"ts":1}', '{"ts":1795575651619,"seq":1,"metrics":{"t":"x"}}', '']) {
+      await d.publishAsync('devices/t9/telemetry', bad, {qos: 1})
+    }
+    await d.publishAsync('devices/t9/telemetry', JSON.stringify({ts: T0 + 3_600_000, seq: 99, metrics: {pressure: 1013}}), {qos: 1})
+    await expect.poll(() => ingest.stats.rejected - rejectedBefore, {timeout: 2000}).toBe(4)
+    await expect.poll(() => count("SELECT count(*) AS n FROM telemetry WHERE device_id = 't9' AND metric = 'pressure'"), {timeout: 2000}).toBe(1)
+    expect(await count("SELECT count(*) AS n FROM telemetry WHERE device_id = 't9' AND metric = 'pressure'")).toBe(1)
+  })
+
+  it('status messages and the Last Will set the device status', async () => {
+    const d = await device('willing', {will: {topic: 'devices/willing/status', payload: Buffer.from('{"state":"offline"}'), qos: 1, retain: true}})
+    await d.publishAsync('devices/willing/status', '{"state":"offline"}', {qos: 1})
+    await expect.poll(async () => (await db.pool.query("SELECT status FROM devices WHERE device_id = 'willing'")).rows[0].status, {timeout: 2000}).toBe('offline')
+    await d.publishAsync('devices/willing/status', '{"state":"online"}', {qos: 1, retain: true})
+    await expect.poll(async () => (await db.pool.query("SELECT status FROM devices WHERE device_id = 'willing'")).rows[0].status, {timeout: 2000}).toBe('active')
+    d.stream.destroy() // an unclean disconnect: the broker publishes the Will
+    await expect.poll(async () => (await db.pool.query("SELECT status FROM devices WHERE device_id = 'willing'")).rows[0].status, {timeout: 5000}).toBe('offline')
+  })
+})
