@@ -55,12 +55,17 @@ describe('embedded broker: malformed packets', () => {
     return mqtt.connectAsync(`mqtts://127.0.0.1:${broker.devicePort}`, {...tlsOptions(name), clientId: name, reconnectPeriod: 0, protocolVersion: 4})
   }
 
-  /** Send raw bytes on an authenticated TLS connection; resolves when the broker closes it (or after a timeout). */
-  function sendRaw(chunks: Buffer[], waitMs = 1500): Promise<'closed' | 'open'> {
+  /**
+   * Send raw bytes on an authenticated TLS connection; resolves when the broker closes it (or after
+   * a timeout). With `afterConnack`, the first chunk (a CONNECT) is sent alone and the rest only once
+   * the broker answered it, as a connected client would.
+   */
+  function sendRaw(chunks: Buffer[], waitMs = 1500, afterConnack = false): Promise<'closed' | 'open'> {
     return new Promise((resolve) => {
       const socket: TLSSocket = tlsConnect({host: '127.0.0.1', port: broker.devicePort, ...tlsOptions('fuzzer')}, () => {
-        for (const chunk of chunks) socket.write(chunk)
+        for (const chunk of afterConnack ? chunks.slice(0, 1) : chunks) socket.write(chunk)
       })
+      if (afterConnack) socket.once('data', () => chunks.slice(1).forEach((chunk) => socket.write(chunk)))
       const timer = setTimeout(() => {
         socket.destroy()
         resolve('open')
@@ -109,7 +114,7 @@ describe('embedded broker: malformed packets', () => {
       mqttPacket.generate({cmd: 'publish', topic: 'devices/fuzzer/#', payload: 'x', qos: 0, retain: false, dup: false} as never)]],
     ['a PUBLISH whose topic is invalid UTF-8', () => [connectPacket(), Buffer.from([0x30, 0x06, 0x00, 0x02, 0xc3, 0x28, 0x61, 0x62])]],
   ])('after a valid CONNECT, %s closes the connection', async (_name, packets) => {
-    expect(await sendRaw(packets())).toBe('closed')
+    expect(await sendRaw(packets(), 3000, true)).toBe('closed')
     await canaryStillWorks()
   })
 
