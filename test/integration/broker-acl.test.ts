@@ -17,21 +17,22 @@ describe('embedded broker: certificate authentication and the topic ACL', () => 
   let trust: string
   const certs = new Map<string, IssuedCertificate>()
   const clients: MqttClient[] = []
+  const logs: string[] = []
 
   beforeAll(async () => {
     db = await freshDatabase()
     dir = await tempDir('broker')
     const caDir = `${dir}/ca`
     await initCa({dir: caDir, keyType: 'ec-p256', passphrase: PASSPHRASE, sans: [], force: false})
-    await registerDevices(db, ['d1', 'd2', 'd3', 'd4'])
-    for (const cert of await issueDeviceCertificates(db, {caDir, passphrase: PASSPHRASE, deviceIds: ['d1', 'd2', 'd3', 'd4'], days: 30})) {
+    await registerDevices(db, ['d1', 'd2', 'd3', 'd4', 'd5'])
+    for (const cert of await issueDeviceCertificates(db, {caDir, passphrase: PASSPHRASE, deviceIds: ['d1', 'd2', 'd3', 'd4', 'd5'], days: 30})) {
       certs.set(cert.record.subject_name, cert)
     }
     certs.set('ingest', await issueOperatorCertificate(db, {caDir, passphrase: PASSPHRASE, name: 'ingest', days: 30}))
     await revokeCertificates(db, {deviceId: 'd3'}, 'keyCompromise')
     await publishCrls(db, {caDir, passphrase: PASSPHRASE})
     trust = await caPem(caDir, 'root.crt', 'service-ca.crt')
-    broker = await startBroker({db, caDir, passphrase: PASSPHRASE, devicePort: 0, servicePort: 0, revocationCheckMs: 200,
+    broker = await startBroker({db, caDir, passphrase: PASSPHRASE, devicePort: 0, servicePort: 0, revocationCheckMs: 200, log: (l) => logs.push(l),
       onDeviceAuthenticated: async (identity) => void (await supersedePredecessors(db.pool, identity.serial))})
   })
 
@@ -128,6 +129,16 @@ describe('embedded broker: certificate authentication and the topic ACL', () => 
     const client = await connect('d4-new', 'device', 'd4')
     expect(await status(old)).toEqual({status: 'revoked', revocation_reason: 'superseded'})
     await client.endAsync()
+  })
+
+  it('a new CRL from `certs crl` is picked up without a restart: the revoked certificate fails the handshake', async () => {
+    const d5 = await connect('d5')
+    await d5.endAsync()
+    await revokeCertificates(db, {deviceId: 'd5'}, 'keyCompromise')
+    await publishCrls(db, {caDir: `${dir}/ca`, passphrase: PASSPHRASE})
+    await expect.poll(() => logs.some((l) => l === 'CRLs reloaded'), {timeout: 5000}).toBe(true)
+    await expect(connect('d5')).rejects.toThrow()
+    expect(logs.some((l) => /device TLS refused .*CERT_REVOKED/.test(l))).toBe(true)
   })
 
   it('revoking a live session\'s certificate disconnects it within 5 seconds', async () => {

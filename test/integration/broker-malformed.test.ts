@@ -118,6 +118,14 @@ describe('embedded broker: malformed packets', () => {
     await canaryStillWorks()
   })
 
+  it('a packet over the 64 KiB limit closes the connection; one under it does not', async () => {
+    const publish = (bytes: number) => mqttPacket.generate({cmd: 'publish', topic: 'devices/fuzzer/telemetry', payload: Buffer.alloc(bytes, 0x20), qos: 0, retain: false, dup: false} as never)
+    expect(await sendRaw([connectPacket(), publish(70 * 1024)], 1500, true)).toBe('closed')
+    expect(await sendRaw([connectPacket(), publish(60 * 1024)], 800, true)).toBe('open')
+    expect(logs.some((line) => /exceeds the limit of 65536/.test(line))).toBe(true)
+    await canaryStillWorks()
+  })
+
   it('400 seeded random mutations of valid packets never stop the broker', async () => {
     let seed = 42
     const random = () => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff)

@@ -16,17 +16,19 @@ While it runs, every other command finds it without flags.`
     'db-port': Flags.integer({description: 'PostgreSQL port on 127.0.0.1 (0: reuse the last one, else any free port)', default: 0, min: 0, max: 65_535}),
     'mqtt-port': Flags.integer({description: 'MQTT over TLS port for devices on 127.0.0.1 (0: any free port)', default: 8883, min: 0, max: 65_535}),
     'service-port': Flags.integer({description: 'MQTT over TLS port for services and the CLI (0: any free port)', default: 8884, min: 0, max: 65_535}),
+    'max-packet-size': Flags.integer({description: 'largest MQTT packet accepted, in bytes; larger ones close the connection', default: 65_536, min: 128, max: 268_435_455}),
   }
 
   async run(): Promise<void> {
     if (this.flags.detach) {
       const record = await startDetached(['--db-port', String(this.flags['db-port']), '--mqtt-port', String(this.flags['mqtt-port']),
-        '--service-port', String(this.flags['service-port'])])
+        '--service-port', String(this.flags['service-port']), '--max-packet-size', String(this.flags['max-packet-size'])])
       await this.render(summary(record, true), view)
       if (!this.machineOutput) notice(record.alreadyRunning ? 'the dev stack was already running' : 'stop it with `iotctl dev down`')
       return
     }
     const stack = await startDevStack({dbPort: this.flags['db-port'], mqttPort: this.flags['mqtt-port'], servicePort: this.flags['service-port'],
+      maxPacketBytes: this.flags['max-packet-size'],
       log: (line) => notice(`[stack] ${line}`)})
     await this.render(summary(stack.record, false), view)
     notice('[stack] ready; press Ctrl-C to stop')

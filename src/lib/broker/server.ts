@@ -1,3 +1,4 @@
+import {watch} from 'node:fs'
 import {readFile} from 'node:fs/promises'
 import {join} from 'node:path'
 import type {AddressInfo} from 'node:net'
@@ -5,6 +6,7 @@ import type {Server as TlsServer, TLSSocket, SecureContextOptions} from 'node:tl
 import type {Client} from 'aedes'
 import type {Database} from '../db/pool.js'
 import {authenticate, maySubscribe, mayPublish, type Identity, type Listener} from './policy.js'
+import {packetSizeWatcher} from './packet-limit.js'
 
 export interface BrokerOptions {
   db: Database
@@ -17,6 +19,8 @@ export interface BrokerOptions {
   /** How often live sessions are checked against revocations (issue 4: within 5 s). */
   revocationCheckMs?: number
   log?: (line: string) => void
+  /** Largest MQTT packet accepted, in bytes (default 64 KiB); larger ones close the connection. */
+  maxPacketBytes?: number
   /** New MQTT sessions accepted per second (token bucket); excess gets CONNACK "server unavailable". */
   connectRate?: number
   /** Called after a device authenticated with a certificate: rotation supersedes its predecessors. */
@@ -104,6 +108,10 @@ export async function startBroker(options: BrokerOptions): Promise<RunningBroker
         return
       }
       listenerOf.set(socket, listener)
+      socket.on('data', packetSizeWatcher(options.maxPacketBytes ?? 64 * 1024, (reason) => {
+        log(`${listener} connection from ${socket.remoteAddress} closed: ${reason}`)
+        socket.destroy()
+      }))
       broker.handle(socket)
     })
     server.on('tlsClientError', (error) => log(`${listener} TLS handshake failed: ${error.message}`))
@@ -116,6 +124,17 @@ export async function startBroker(options: BrokerOptions): Promise<RunningBroker
   }
   const devicePort = await listen('device', options.devicePort)
   const servicePort = await listen('service', options.servicePort)
+  // `certs crl` replaces crl-chain.pem by rename: reload both listeners' CRLs when it changes.
+  const reloadCrls = async () => {
+    for (const [i, listener] of (['device', 'service'] as const).entries()) {
+      servers[i]!.setSecureContext({...(await tlsContext(options.caDir, options.passphrase, listener))})
+    }
+  }
+  let debounce: NodeJS.Timeout | undefined
+  const watcher = watch(join(options.caDir, 'crl'), () => {
+    clearTimeout(debounce)
+    debounce = setTimeout(() => reloadCrls().then(() => log('CRLs reloaded'), (error) => log(`CRL reload failed: ${(error as Error).message}`)), 200)
+  })
   const live = new Set<Client>()
   broker.on('clientReady', (client) => live.add(client))
   broker.on('clientDisconnect', (client) => live.delete(client))
@@ -128,13 +147,11 @@ export async function startBroker(options: BrokerOptions): Promise<RunningBroker
     subscribe: (topic, handler) => new Promise<void>((resolve) => {
       broker.subscribe(topic, (packet, done) => handler(packet.topic, Buffer.from(packet.payload as Buffer), () => done()), () => resolve())
     }),
-    reloadCrls: async () => {
-      for (const [i, listener] of (['device', 'service'] as const).entries()) {
-        servers[i]!.setSecureContext(await tlsContext(options.caDir, options.passphrase, listener))
-      }
-    },
+    reloadCrls,
     close: async () => {
       clearInterval(sweep)
+      clearTimeout(debounce)
+      watcher.close()
       await Promise.all(servers.map((s) => new Promise((resolve) => s.close(resolve))))
       await new Promise<void>((resolve) => broker.close(() => resolve()))
     },

@@ -12,6 +12,7 @@ export interface DevBrokerOptions {
   db: Database
   mqttPort: number
   servicePort: number
+  maxPacketBytes?: number
   log: (line: string) => void
 }
 
@@ -49,7 +50,7 @@ export async function startDevBroker(options: DevBrokerOptions): Promise<{broker
   }
   await publishCrls(options.db, {caDir, passphrase})
   const broker = await startBroker({
-    db: options.db, caDir, passphrase, devicePort: options.mqttPort, servicePort: options.servicePort, log: options.log,
+    db: options.db, caDir, passphrase, devicePort: options.mqttPort, servicePort: options.servicePort, maxPacketBytes: options.maxPacketBytes, log: options.log,
     onDeviceAuthenticated: async (identity) => {
       const superseded = await supersedePredecessors(options.db.pool, identity.serial)
       if (superseded.length > 0) options.log(`${identity.name} connected with a rotated certificate; superseded ${superseded.join(', ')}`)

@@ -18,6 +18,7 @@ export interface DevUpOptions {
   /** MQTT over TLS ports for devices and services (0: any free port). */
   mqttPort: number
   servicePort: number
+  maxPacketBytes?: number
   log: (line: string) => void
 }
 
@@ -88,7 +89,7 @@ export async function startDevStack(options: DevUpOptions): Promise<RunningStack
       const {applied} = await migrate(pool, server.url)
       if (applied.length > 0) options.log(`applied migrations ${applied.join(', ')}`)
       return startDevBroker({home, db: {pool, url: server.url}, mqttPort: options.mqttPort,
-        servicePort: options.servicePort, log: options.log})
+        servicePort: options.servicePort, maxPacketBytes: options.maxPacketBytes, log: options.log})
     })().catch(async (error) => {
       await pool.end()
       await server.stop()
