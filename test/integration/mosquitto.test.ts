@@ -1,0 +1,140 @@
+import {spawn, execFile, type ChildProcess} from 'node:child_process'
+import {writeFile} from 'node:fs/promises'
+import {connect as tcpConnect} from 'node:net'
+import {userInfo} from 'node:os'
+import {join} from 'node:path'
+import mqtt, {type MqttClient} from 'mqtt'
+import {afterAll, beforeAll, describe, expect, it} from 'vitest'
+import {writeMosquittoConfig} from '../../src/lib/broker/mosquitto-config.js'
+import {freePort} from '../../src/lib/db/embedded.js'
+import {initCa, issueDeviceCertificates, issueOperatorCertificate, publishCrls, revokeCertificates, type IssuedCertificate} from '../../src/lib/pki/index.js'
+import {freshDatabase, type TestDatabase} from '../helpers/database.js'
+import {caPem, cleanup, PASSPHRASE, registerDevices, tempDir} from '../helpers/pki-fixtures.js'
+
+/**
+ * Debian's real Mosquitto 2 (installed by .ci/run), started with the configuration iotctl writes:
+ * the same access rules as the embedded broker, checked by delivery. Its clients (mosquitto_pub)
+ * act as a device no one here wrote. Without mosquitto installed these tests fail, never skip.
+ */
+describe('Mosquitto with `iotctl broker config mosquitto`', () => {
+  let db: TestDatabase
+  let dir: string
+  let mosquitto: ChildProcess
+  let devicePort: number
+  let servicePort: number
+  let trust: string
+  const certs = new Map<string, IssuedCertificate>()
+  const clients: MqttClient[] = []
+  let stderr = ''
+
+  beforeAll(async () => {
+    db = await freshDatabase()
+    dir = await tempDir('mosquitto')
+    const caDir = join(dir, 'ca')
+    await initCa({dir: caDir, keyType: 'ec-p256', passphrase: PASSPHRASE, sans: [], force: false})
+    await registerDevices(db, ['m1', 'm2', 'm3'])
+    for (const c of await issueDeviceCertificates(db, {caDir, passphrase: PASSPHRASE, deviceIds: ['m1', 'm2', 'm3'], days: 30})) certs.set(c.record.subject_name, c)
+    certs.set('ingest', await issueOperatorCertificate(db, {caDir, passphrase: PASSPHRASE, name: 'ingest', days: 30}))
+    await revokeCertificates(db, {deviceId: 'm3'}, 'keyCompromise')
+    await publishCrls(db, {caDir, passphrase: PASSPHRASE})
+    trust = await caPem(caDir, 'root.crt', 'service-ca.crt')
+    devicePort = await freePort()
+    servicePort = await freePort()
+    const out = join(dir, 'mosquitto')
+    await writeMosquittoConfig({caDir, passphrase: PASSPHRASE, outDir: out, host: '127.0.0.1', devicePort, servicePort, maxPacketBytes: 65_536, user: userInfo().username})
+    mosquitto = spawn('mosquitto', ['-c', join(out, 'mosquitto.conf')], {stdio: ['ignore', 'ignore', 'pipe']})
+    mosquitto.stderr!.on('data', (d) => (stderr += d))
+    const spawned = new Promise((_, reject) => mosquitto.once('error', reject))
+    await Promise.race([spawned, waitForPort(devicePort, 10_000)])
+  }, 120_000)
+
+  afterAll(async () => {
+    await Promise.all(clients.map((c) => c.endAsync(true).catch(() => undefined)))
+    mosquitto?.kill('SIGTERM')
+    await db?.drop()
+    await cleanup(dir)
+  })
+
+  async function waitForPort(port: number, timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs
+    for (;;) {
+      const open = await new Promise<boolean>((resolve) => {
+        const socket = tcpConnect(port, '127.0.0.1', () => socket.end(() => resolve(true)))
+        socket.on('error', () => resolve(false))
+      })
+      if (open) return
+      if (Date.now() > deadline) throw new Error(`mosquitto did not listen on ${port}: ${stderr}`)
+      await new Promise((r) => setTimeout(r, 100))
+    }
+  }
+
+  async function connect(name: string, port: number): Promise<MqttClient> {
+    const cert = certs.get(name)!
+    const client = mqtt.connect(`mqtts://127.0.0.1:${port}`, {clientId: name, cert: cert.certificate + cert.chain, key: cert.private_key!,
+      ca: trust, reconnectPeriod: 0, protocolVersion: 4, connectTimeout: 5000})
+    clients.push(client)
+    await new Promise<void>((resolve, reject) => {
+      client.once('connect', () => resolve())
+      client.once('error', reject)
+      client.once('close', () => reject(new Error('closed before CONNACK')))
+    })
+    return client
+  }
+
+  async function observe(act: () => Promise<void>): Promise<string[]> {
+    const service = await connect('ingest', servicePort)
+    const seen: string[] = []
+    service.on('message', (topic, payload) => seen.push(`${topic} ${payload.toString()}`))
+    await service.subscribeAsync('devices/#', {qos: 1})
+    await act()
+    await new Promise((r) => setTimeout(r, 500))
+    await service.endAsync()
+    return seen
+  }
+
+  it('a device publishes in its own subtree and the service receives it', async () => {
+    const m1 = await connect('m1', devicePort)
+    expect(await observe(() => m1.publishAsync('devices/m1/telemetry', 'own', {qos: 1}).then(() => undefined))).toEqual(['devices/m1/telemetry own'])
+  })
+
+  it('publishes into another subtree or the wrong direction are never delivered', async () => {
+    const m2 = await connect('m2', devicePort)
+    const seen = await observe(async () => {
+      for (const topic of ['devices/m1/telemetry', 'devices/m2/commands', 'devices/m2/shadow/delta']) await m2.publishAsync(topic, 'x', {qos: 1})
+    })
+    expect(seen).toEqual([])
+  })
+
+  it('a device receives its own commands and never another device\'s', async () => {
+    const m2 = await connect('m2', devicePort)
+    const received: string[] = []
+    m2.on('message', (topic) => received.push(topic))
+    await m2.subscribeAsync(['devices/m1/commands', 'devices/+/commands', 'devices/m2/commands'], {qos: 1}).catch(() => undefined)
+    const service = await connect('ingest', servicePort)
+    await service.publishAsync('devices/m1/commands', 'for m1', {qos: 1})
+    await service.publishAsync('devices/m2/commands', 'for m2', {qos: 1})
+    await new Promise((r) => setTimeout(r, 500))
+    expect(received).toEqual(['devices/m2/commands'])
+  })
+
+  it('a revoked certificate is refused (crlfile), and a device certificate cannot use the service listener', async () => {
+    await expect(connect('m3', devicePort)).rejects.toThrow()
+    await expect(connect('m1', servicePort)).rejects.toThrow()
+  })
+
+  it('mosquitto_pub, with the files `certs issue` writes, publishes telemetry that arrives', async () => {
+    const files = join(dir, 'm1-files')
+    const cert = certs.get('m1')!
+    await import('node:fs/promises').then((fs) => fs.mkdir(files, {recursive: true}))
+    await writeFile(join(files, 'device.crt'), cert.certificate + cert.chain)
+    await writeFile(join(files, 'device.key'), cert.private_key!, {mode: 0o600})
+    await writeFile(join(files, 'trust.pem'), trust)
+    const seen = await observe(() => new Promise<void>((resolve, reject) => {
+      execFile('mosquitto_pub', ['-h', '127.0.0.1', '-p', String(devicePort), '--cafile', join(files, 'trust.pem'),
+        '--cert', join(files, 'device.crt'), '--key', join(files, 'device.key'), '-i', 'm1', '--tls-version', 'tlsv1.3',
+        '-q', '1', '-t', 'devices/m1/telemetry', '-m', '{"ts":1795575651619,"seq":1,"metrics":{"t":21.5}}'], (error, _out, err) =>
+        error ? reject(new Error(`mosquitto_pub failed: ${err}`)) : resolve())
+    }))
+    expect(seen).toEqual(['devices/m1/telemetry {"ts":1795575651619,"seq":1,"metrics":{"t":21.5}}'])
+  })
+})
