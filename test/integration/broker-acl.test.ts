@@ -1,63 +1,38 @@
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
-import mqtt, {type MqttClient, type IClientOptions} from 'mqtt'
+import type {MqttClient} from 'mqtt'
 import {startBroker, type RunningBroker} from '../../src/lib/broker/server.js'
 import {supersedePredecessors} from '../../src/lib/pki/certificates.js'
-import {initCa, issueDeviceCertificates, issueOperatorCertificate, publishCrls, revokeCertificates, type IssuedCertificate} from '../../src/lib/pki/index.js'
-import {freshDatabase, type TestDatabase} from '../helpers/database.js'
-import {caPem, cleanup, PASSPHRASE, registerDevices, tempDir} from '../helpers/pki-fixtures.js'
+import {publishCrls, revokeCertificates} from '../../src/lib/pki/index.js'
+import {connectWith, pkiWorld, type PkiWorld} from '../helpers/mqtt-world.js'
+import {PASSPHRASE} from '../helpers/pki-fixtures.js'
 
 /**
  * The embedded broker with real mqtt.js clients holding iotctl-issued certificates over TLS 1.3:
  * the topic contract is checked by what is delivered, not by acknowledgement codes.
  */
 describe('embedded broker: certificate authentication and the topic ACL', () => {
-  let db: TestDatabase
-  let dir: string
+  let world: PkiWorld
   let broker: RunningBroker
-  let trust: string
-  const certs = new Map<string, IssuedCertificate>()
+  let certs: PkiWorld['certs']
   const clients: MqttClient[] = []
   const logs: string[] = []
 
   beforeAll(async () => {
-    db = await freshDatabase()
-    dir = await tempDir('broker')
-    const caDir = `${dir}/ca`
-    await initCa({dir: caDir, keyType: 'ec-p256', passphrase: PASSPHRASE, sans: [], force: false})
-    await registerDevices(db, ['d1', 'd2', 'd3', 'd4', 'd5'])
-    for (const cert of await issueDeviceCertificates(db, {caDir, passphrase: PASSPHRASE, deviceIds: ['d1', 'd2', 'd3', 'd4', 'd5'], days: 30})) {
-      certs.set(cert.record.subject_name, cert)
-    }
-    certs.set('ingest', await issueOperatorCertificate(db, {caDir, passphrase: PASSPHRASE, name: 'ingest', days: 30}))
-    await revokeCertificates(db, {deviceId: 'd3'}, 'keyCompromise')
-    await publishCrls(db, {caDir, passphrase: PASSPHRASE})
-    trust = await caPem(caDir, 'root.crt', 'service-ca.crt')
-    broker = await startBroker({db, caDir, passphrase: PASSPHRASE, devicePort: 0, servicePort: 0, revocationCheckMs: 200, log: (l) => logs.push(l),
-      onDeviceAuthenticated: async (identity) => void (await supersedePredecessors(db.pool, identity.serial))})
+    world = await pkiWorld({prefix: 'broker', devices: ['d1', 'd2', 'd3', 'd4', 'd5'], operators: ['ingest'], revoked: ['d3']})
+    certs = world.certs
+    broker = await startBroker({db: world.db, caDir: world.caDir, passphrase: PASSPHRASE, devicePort: 0, servicePort: 0, revocationCheckMs: 200,
+      log: (l) => logs.push(l), onDeviceAuthenticated: async (identity) => void (await supersedePredecessors(world.db.pool, identity.serial))})
   })
 
   afterAll(async () => {
     await Promise.all(clients.map((c) => c.endAsync(true).catch(() => undefined)))
     await broker?.close()
-    await db?.drop()
-    await cleanup(dir)
+    await world?.close()
   })
 
-  function options(name: string, clientId = name): IClientOptions {
-    const cert = certs.get(name)!
-    return {clientId, cert: cert.certificate + cert.chain, key: cert.private_key!, ca: trust, protocolVersion: 4,
-      reconnectPeriod: 0, connectTimeout: 5000, rejectUnauthorized: true}
-  }
-
-  /** Resolves on CONNACK 0; rejects on an error or on a close before it (a refused handshake). */
   async function connect(name: string, port: 'device' | 'service' = 'device', clientId = name): Promise<MqttClient> {
-    const client = mqtt.connect(`mqtts://127.0.0.1:${port === 'device' ? broker.devicePort : broker.servicePort}`, options(name, clientId))
+    const client = await connectWith(`mqtts://127.0.0.1:${port === 'device' ? broker.devicePort : broker.servicePort}`, certs.get(name)!, world.trust, clientId)
     clients.push(client)
-    await new Promise<void>((resolve, reject) => {
-      client.once('connect', () => resolve())
-      client.once('error', reject)
-      client.once('close', () => reject(new Error('connection closed before CONNACK')))
-    })
     return client
   }
 
@@ -122,8 +97,8 @@ describe('embedded broker: certificate authentication and the topic ACL', () => 
   it('after `certs rotate`, the first connection with the new certificate supersedes the old one', async () => {
     const {rotateDeviceCertificate} = await import('../../src/lib/pki/index.js')
     const old = certs.get('d4')!.record.serial
-    const {issued} = await rotateDeviceCertificate(db, {caDir: `${dir}/ca`, passphrase: PASSPHRASE, deviceId: 'd4', graceMs: 86_400_000, days: 30})
-    const status = async (serial: string) => (await db.pool.query('SELECT status, revocation_reason FROM certificates WHERE serial = $1', [serial])).rows[0]
+    const {issued} = await rotateDeviceCertificate(world.db, {caDir: world.caDir, passphrase: PASSPHRASE, deviceId: 'd4', graceMs: 86_400_000, days: 30})
+    const status = async (serial: string) => (await world.db.pool.query('SELECT status, revocation_reason FROM certificates WHERE serial = $1', [serial])).rows[0]
     expect(await status(old)).toEqual({status: 'active', revocation_reason: null}) // still valid during the grace period
     certs.set('d4-new', issued)
     const client = await connect('d4-new', 'device', 'd4')
@@ -134,8 +109,8 @@ describe('embedded broker: certificate authentication and the topic ACL', () => 
   it('a new CRL from `certs crl` is picked up without a restart: the revoked certificate fails the handshake', async () => {
     const d5 = await connect('d5')
     await d5.endAsync()
-    await revokeCertificates(db, {deviceId: 'd5'}, 'keyCompromise')
-    await publishCrls(db, {caDir: `${dir}/ca`, passphrase: PASSPHRASE})
+    await revokeCertificates(world.db, {deviceId: 'd5'}, 'keyCompromise')
+    await publishCrls(world.db, {caDir: world.caDir, passphrase: PASSPHRASE})
     await expect.poll(() => logs.some((l) => l === 'CRLs reloaded'), {timeout: 5000}).toBe(true)
     await expect(connect('d5')).rejects.toThrow()
     expect(logs.some((l) => /device TLS refused .*CERT_REVOKED/.test(l))).toBe(true)
@@ -145,7 +120,7 @@ describe('embedded broker: certificate authentication and the topic ACL', () => 
     const d2 = await connect('d2', 'device')
     const closed = new Promise<number>((resolve) => d2.once('close', () => resolve(Date.now())))
     const start = Date.now()
-    await revokeCertificates(db, {deviceId: 'd2'}, 'keyCompromise')
+    await revokeCertificates(world.db, {deviceId: 'd2'}, 'keyCompromise')
     expect((await closed) - start).toBeLessThan(5000)
   })
 })

@@ -1,11 +1,10 @@
 import {connect as tlsConnect, type TLSSocket} from 'node:tls'
-import mqtt, {type MqttClient} from 'mqtt'
+import type {MqttClient} from 'mqtt'
 import mqttPacket from 'mqtt-packet'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {startBroker, type RunningBroker} from '../../src/lib/broker/server.js'
-import {initCa, issueDeviceCertificates, issueOperatorCertificate, publishCrls, type IssuedCertificate} from '../../src/lib/pki/index.js'
-import {freshDatabase, type TestDatabase} from '../helpers/database.js'
-import {caPem, cleanup, PASSPHRASE, registerDevices, tempDir} from '../helpers/pki-fixtures.js'
+import {connectWith, pkiWorld, type PkiWorld} from '../helpers/mqtt-world.js'
+import {PASSPHRASE} from '../helpers/pki-fixtures.js'
 
 /**
  * The broker never crashes on malformed input: hand-made vectors and seeded random mutations of
@@ -13,27 +12,15 @@ import {caPem, cleanup, PASSPHRASE, registerDevices, tempDir} from '../helpers/p
  * session keeps exchanging messages throughout.
  */
 describe('embedded broker: malformed packets', () => {
-  let db: TestDatabase
-  let dir: string
+  let world: PkiWorld
   let broker: RunningBroker
-  let trust: string
-  const certs = new Map<string, IssuedCertificate>()
   let canary: MqttClient
   let received = 0
   const logs: string[] = []
 
   beforeAll(async () => {
-    db = await freshDatabase()
-    dir = await tempDir('broker-fuzz')
-    const caDir = `${dir}/ca`
-    await initCa({dir: caDir, keyType: 'ec-p256', passphrase: PASSPHRASE, sans: [], force: false})
-    const ids = ['canary', 'fuzzer', 'a-device-id-longer-than-the-23-characters-of-mqtt']
-    await registerDevices(db, ids)
-    for (const cert of await issueDeviceCertificates(db, {caDir, passphrase: PASSPHRASE, deviceIds: ids, days: 30})) certs.set(cert.record.subject_name, cert)
-    certs.set('ops', await issueOperatorCertificate(db, {caDir, passphrase: PASSPHRASE, name: 'ops', days: 30}))
-    await publishCrls(db, {caDir, passphrase: PASSPHRASE})
-    trust = await caPem(caDir, 'root.crt', 'service-ca.crt')
-    broker = await startBroker({db, caDir, passphrase: PASSPHRASE, devicePort: 0, servicePort: 0, log: (l) => logs.push(l)})
+    world = await pkiWorld({prefix: 'broker-fuzz', devices: ['canary', 'fuzzer', 'a-device-id-longer-than-the-23-characters-of-mqtt'], operators: ['ops']})
+    broker = await startBroker({db: world.db, caDir: world.caDir, passphrase: PASSPHRASE, devicePort: 0, servicePort: 0, log: (l) => logs.push(l)})
     canary = await connectDevice('canary')
     await canary.subscribeAsync('devices/canary/commands', {qos: 0})
     canary.on('message', () => received++)
@@ -42,18 +29,15 @@ describe('embedded broker: malformed packets', () => {
   afterAll(async () => {
     await canary?.endAsync(true)
     await broker?.close()
-    await db?.drop()
-    await cleanup(dir)
+    await world?.close()
   })
 
   function tlsOptions(name: string) {
-    const cert = certs.get(name)!
-    return {cert: cert.certificate + cert.chain, key: cert.private_key!, ca: trust, servername: 'localhost'}
+    const cert = world.certs.get(name)!
+    return {cert: cert.certificate + cert.chain, key: cert.private_key!, ca: world.trust, servername: 'localhost'}
   }
 
-  async function connectDevice(name: string): Promise<MqttClient> {
-    return mqtt.connectAsync(`mqtts://127.0.0.1:${broker.devicePort}`, {...tlsOptions(name), clientId: name, reconnectPeriod: 0, protocolVersion: 4})
-  }
+  const connectDevice = (name: string) => connectWith(`mqtts://127.0.0.1:${broker.devicePort}`, world.certs.get(name)!, world.trust, name)
 
   /**
    * Send raw bytes on an authenticated TLS connection; resolves when the broker closes it (or after
@@ -83,9 +67,7 @@ describe('embedded broker: malformed packets', () => {
   /** The canary receives a command published by a service: the broker still accepts and routes. */
   async function canaryStillWorks(): Promise<void> {
     const before = received
-    const cert = certs.get('ops')!
-    const ops = await mqtt.connectAsync(`mqtts://127.0.0.1:${broker.servicePort}`, {cert: cert.certificate + cert.chain, key: cert.private_key!,
-      ca: trust, clientId: 'ops', reconnectPeriod: 0, protocolVersion: 4})
+    const ops = await connectWith(`mqtts://127.0.0.1:${broker.servicePort}`, world.certs.get('ops')!, world.trust, 'ops')
     await ops.publishAsync('devices/canary/commands', 'ping', {qos: 1})
     await ops.endAsync()
     await expect.poll(() => received, {timeout: 3000}).toBe(before + 1)

@@ -1,33 +1,25 @@
-import mqtt, {type MqttClient} from 'mqtt'
+import type {IClientOptions, MqttClient} from 'mqtt'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {startBroker, type RunningBroker} from '../../src/lib/broker/server.js'
-import {initCa, issueDeviceCertificates, publishCrls, type IssuedCertificate} from '../../src/lib/pki/index.js'
 import {startIngest, type TelemetryIngest} from '../../src/lib/telemetry/index.js'
-import {freshDatabase, type TestDatabase} from '../helpers/database.js'
-import {caPem, cleanup, PASSPHRASE, registerDevices, tempDir} from '../helpers/pki-fixtures.js'
+import type {TestDatabase} from '../helpers/database.js'
+import {connectWith, pkiWorld, type PkiWorld} from '../helpers/mqtt-world.js'
+import {PASSPHRASE} from '../helpers/pki-fixtures.js'
 
 /** Devices publish through the real broker over mutual TLS; the ingest stores, rolls up, acknowledges. */
 describe('telemetry ingest through the embedded broker', () => {
+  let world: PkiWorld
   let db: TestDatabase
-  let dir: string
   let broker: RunningBroker
   let ingest: TelemetryIngest
-  let trust: string
-  const certs = new Map<string, IssuedCertificate>()
   const clients: MqttClient[] = []
   const ids = Array.from({length: 10}, (_, i) => `t${i}`)
   const T0 = Date.UTC(2026, 10, 24, 23, 58) // two minutes before midnight: two daily partitions, several buckets
 
   beforeAll(async () => {
-    db = await freshDatabase()
-    dir = await tempDir('ingest')
-    const caDir = `${dir}/ca`
-    await initCa({dir: caDir, keyType: 'ec-p256', passphrase: PASSPHRASE, sans: [], force: false})
-    await registerDevices(db, [...ids, 'willing'])
-    for (const c of await issueDeviceCertificates(db, {caDir, passphrase: PASSPHRASE, deviceIds: [...ids, 'willing'], days: 30})) certs.set(c.record.subject_name, c)
-    await publishCrls(db, {caDir, passphrase: PASSPHRASE})
-    trust = await caPem(caDir, 'root.crt', 'service-ca.crt')
-    broker = await startBroker({db, caDir, passphrase: PASSPHRASE, devicePort: 0, servicePort: 0})
+    world = await pkiWorld({prefix: 'ingest', devices: [...ids, 'willing']})
+    db = world.db
+    broker = await startBroker({db, caDir: world.caDir, passphrase: PASSPHRASE, devicePort: 0, servicePort: 0})
     ingest = await startIngest(broker, db, () => undefined)
   })
 
@@ -35,14 +27,11 @@ describe('telemetry ingest through the embedded broker', () => {
     await Promise.all(clients.map((c) => c.endAsync(true).catch(() => undefined)))
     await broker?.close()
     await ingest?.flush()
-    await db?.drop()
-    await cleanup(dir)
+    await world?.close()
   })
 
-  async function device(id: string, extra: mqtt.IClientOptions = {}): Promise<MqttClient> {
-    const cert = certs.get(id)!
-    const client = await mqtt.connectAsync(`mqtts://127.0.0.1:${broker.devicePort}`, {clientId: id, cert: cert.certificate + cert.chain,
-      key: cert.private_key!, ca: trust, reconnectPeriod: 0, protocolVersion: 4, ...extra})
+  async function device(id: string, extra: IClientOptions = {}): Promise<MqttClient> {
+    const client = await connectWith(`mqtts://127.0.0.1:${broker.devicePort}`, world.certs.get(id)!, world.trust, id, extra)
     clients.push(client)
     return client
   }
@@ -77,7 +66,7 @@ describe('telemetry ingest through the embedded broker', () => {
   })
 
   it('malformed payloads are counted and dropped without blocking the next message', async () => {
-    const d = await device('t9', {clientId: 't9'})
+    const d = await device('t9')
     const rejectedBefore = ingest.stats.rejected
     for (const bad of ['garbage', '{"ts":1}', '{"ts":1795575651619,"seq":1,"metrics":{"t":"x"}}', '']) {
       await d.publishAsync('devices/t9/telemetry', bad, {qos: 1})

@@ -3,13 +3,12 @@ import {writeFile} from 'node:fs/promises'
 import {connect as tcpConnect} from 'node:net'
 import {userInfo} from 'node:os'
 import {join} from 'node:path'
-import mqtt, {type MqttClient} from 'mqtt'
+import type {MqttClient} from 'mqtt'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {writeMosquittoConfig} from '../../src/lib/broker/mosquitto-config.js'
 import {freePort} from '../../src/lib/db/embedded.js'
-import {initCa, issueDeviceCertificates, issueOperatorCertificate, publishCrls, revokeCertificates, type IssuedCertificate} from '../../src/lib/pki/index.js'
-import {freshDatabase, type TestDatabase} from '../helpers/database.js'
-import {caPem, cleanup, PASSPHRASE, registerDevices, tempDir} from '../helpers/pki-fixtures.js'
+import {connectWith, pkiWorld, type PkiWorld} from '../helpers/mqtt-world.js'
+import {PASSPHRASE} from '../helpers/pki-fixtures.js'
 
 /**
  * Debian's real Mosquitto 2 (installed by .ci/run), started with the configuration iotctl writes:
@@ -17,31 +16,20 @@ import {caPem, cleanup, PASSPHRASE, registerDevices, tempDir} from '../helpers/p
  * act as a device no one here wrote. Without mosquitto installed these tests fail, never skip.
  */
 describe('Mosquitto with `iotctl broker config mosquitto`', () => {
-  let db: TestDatabase
-  let dir: string
+  let world: PkiWorld
   let mosquitto: ChildProcess
   let devicePort: number
   let servicePort: number
-  let trust: string
-  const certs = new Map<string, IssuedCertificate>()
   const clients: MqttClient[] = []
   let stderr = ''
 
   beforeAll(async () => {
-    db = await freshDatabase()
-    dir = await tempDir('mosquitto')
-    const caDir = join(dir, 'ca')
-    await initCa({dir: caDir, keyType: 'ec-p256', passphrase: PASSPHRASE, sans: [], force: false})
-    await registerDevices(db, ['m1', 'm2', 'm3'])
-    for (const c of await issueDeviceCertificates(db, {caDir, passphrase: PASSPHRASE, deviceIds: ['m1', 'm2', 'm3'], days: 30})) certs.set(c.record.subject_name, c)
-    certs.set('ingest', await issueOperatorCertificate(db, {caDir, passphrase: PASSPHRASE, name: 'ingest', days: 30}))
-    await revokeCertificates(db, {deviceId: 'm3'}, 'keyCompromise')
-    await publishCrls(db, {caDir, passphrase: PASSPHRASE})
-    trust = await caPem(caDir, 'root.crt', 'service-ca.crt')
+    world = await pkiWorld({prefix: 'mosquitto', devices: ['m1', 'm2', 'm3'], operators: ['ingest'], revoked: ['m3']})
     devicePort = await freePort()
     servicePort = await freePort()
-    const out = join(dir, 'mosquitto')
-    await writeMosquittoConfig({caDir, passphrase: PASSPHRASE, outDir: out, host: '127.0.0.1', devicePort, servicePort, maxPacketBytes: 65_536, user: userInfo().username})
+    const out = join(world.dir, 'mosquitto')
+    await writeMosquittoConfig({caDir: world.caDir, passphrase: PASSPHRASE, outDir: out, host: '127.0.0.1', devicePort, servicePort,
+      maxPacketBytes: 65_536, user: userInfo().username})
     mosquitto = spawn('mosquitto', ['-c', join(out, 'mosquitto.conf')], {stdio: ['ignore', 'ignore', 'pipe']})
     mosquitto.stderr!.on('data', (d) => (stderr += d))
     const spawned = new Promise((_, reject) => mosquitto.once('error', reject))
@@ -51,8 +39,7 @@ describe('Mosquitto with `iotctl broker config mosquitto`', () => {
   afterAll(async () => {
     await Promise.all(clients.map((c) => c.endAsync(true).catch(() => undefined)))
     mosquitto?.kill('SIGTERM')
-    await db?.drop()
-    await cleanup(dir)
+    await world?.close()
   })
 
   async function waitForPort(port: number, timeoutMs: number): Promise<void> {
@@ -69,15 +56,8 @@ describe('Mosquitto with `iotctl broker config mosquitto`', () => {
   }
 
   async function connect(name: string, port: number): Promise<MqttClient> {
-    const cert = certs.get(name)!
-    const client = mqtt.connect(`mqtts://127.0.0.1:${port}`, {clientId: name, cert: cert.certificate + cert.chain, key: cert.private_key!,
-      ca: trust, reconnectPeriod: 0, protocolVersion: 4, connectTimeout: 5000})
+    const client = await connectWith(`mqtts://127.0.0.1:${port}`, world.certs.get(name)!, world.trust, name)
     clients.push(client)
-    await new Promise<void>((resolve, reject) => {
-      client.once('connect', () => resolve())
-      client.once('error', reject)
-      client.once('close', () => reject(new Error('closed before CONNACK')))
-    })
     return client
   }
 
@@ -123,12 +103,12 @@ describe('Mosquitto with `iotctl broker config mosquitto`', () => {
   })
 
   it('mosquitto_pub, with the files `certs issue` writes, publishes telemetry that arrives', async () => {
-    const files = join(dir, 'm1-files')
-    const cert = certs.get('m1')!
+    const files = join(world.dir, 'm1-files')
+    const cert = world.certs.get('m1')!
     await import('node:fs/promises').then((fs) => fs.mkdir(files, {recursive: true}))
     await writeFile(join(files, 'device.crt'), cert.certificate + cert.chain)
     await writeFile(join(files, 'device.key'), cert.private_key!, {mode: 0o600})
-    await writeFile(join(files, 'trust.pem'), trust)
+    await writeFile(join(files, 'trust.pem'), world.trust)
     const seen = await observe(() => new Promise<void>((resolve, reject) => {
       execFile('mosquitto_pub', ['-h', '127.0.0.1', '-p', String(devicePort), '--cafile', join(files, 'trust.pem'),
         '--cert', join(files, 'device.crt'), '--key', join(files, 'device.key'), '-i', 'm1', '--tls-version', 'tlsv1.3',
