@@ -17,8 +17,14 @@ export async function startIngest(broker: RunningBroker, db: Database, log: (lin
   const ingest = new TelemetryIngest({db, log})
   await broker.subscribe('devices/+/telemetry', (topic, payload, done) => {
     const parsed = parseDeviceTopic(topic)
-    if (!parsed) return done()
-    void ingest.accept(parsed.deviceId, payload).then(done)
+    if (!parsed) return setImmediate(done)
+    // aedes has already acknowledged the sender (RunningBroker.subscribe), so holding `done` buys
+    // no durability; it only paces delivery. Hold it only when the backlog is high.
+    // (`done` is deferred: called synchronously, mqemitter would deliver the next queued message
+    // inside this call, and a long queue overflows the stack.)
+    const stored = ingest.accept(parsed.deviceId, payload)
+    if (ingest.busy) void stored.then(done)
+    else setImmediate(done)
   })
   await broker.subscribe('devices/+/status', (topic, payload, done) => {
     const parsed = parseDeviceTopic(topic)

@@ -8,6 +8,8 @@ export interface IngestOptions {
   /** Flush when this many points wait, or after `maxDelayMs`, whichever comes first. */
   maxPoints?: number
   maxDelayMs?: number
+  /** Points queued or being written above which the broker is paced (see `busy`). */
+  highWatermark?: number
   log?: (line: string) => void
 }
 
@@ -39,10 +41,18 @@ export class TelemetryIngest {
   private flushing = Promise.resolve()
   private readonly maxPoints: number
   private readonly maxDelayMs: number
+  private readonly highWatermark: number
+  private inFlightPoints = 0
 
   constructor(private readonly options: IngestOptions) {
     this.maxPoints = options.maxPoints ?? 2000
     this.maxDelayMs = options.maxDelayMs ?? 20
+    this.highWatermark = options.highWatermark ?? 20_000
+  }
+
+  /** True while the backlog is above the high watermark: the delivering side should wait for `accept`. */
+  get busy(): boolean {
+    return this.inFlightPoints > this.highWatermark
   }
 
   /** Validate and queue one message; resolves when stored (or at once when it is rejected). */
@@ -57,6 +67,7 @@ export class TelemetryIngest {
     return new Promise((resolve) => {
       this.waiting.push({points: parsed.points, resolve})
       this.waitingPoints += parsed.points.length
+      this.inFlightPoints += parsed.points.length
       if (this.waitingPoints >= this.maxPoints) this.flush()
       else this.timer ??= setTimeout(() => this.flush(), this.maxDelayMs)
     })
@@ -82,6 +93,7 @@ export class TelemetryIngest {
         this.stats.points += points.length
         this.stats.inserted += inserted
         this.stats.batches++
+        this.inFlightPoints -= points.length
         for (const w of batch) w.resolve()
         return
       } catch (error) {
