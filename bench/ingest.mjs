@@ -3,13 +3,10 @@
 // delivery rate to a bare subscriber under the same load. Mosquitto, 10,000 connections and p99
 // latency are not measured yet.
 // Uses the built project (dist/): run `npm run build` first.
-import {mkdtemp, rm} from 'node:fs/promises'
-import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {parseCount} from './lib/options.mjs'
-import {ROOT} from './lib/proc.mjs'
 import {Report} from './lib/report.mjs'
-import {openSession} from './lib/session.mjs'
+import {loadDist, openPkiWorld, PASSPHRASE} from './lib/pki-world.mjs'
 import {fmtCount, fmtRate, msSince} from './lib/stats.mjs'
 
 export const description = 'telemetry ingest through the embedded broker into PostgreSQL vs a bare subscriber (needs npm run build)'
@@ -19,25 +16,17 @@ export const usage = `node bench/run.mjs ingest [--devices N] [--messages N] [--
   --messages N   messages per device per QoS level (default 2,000)
   --quick        10× fewer messages`
 
-const PASSPHRASE = 'bench passphrase'
-const load = (path) => import(join(ROOT, 'dist', path))
 
 export async function run(options) {
   const devices = options.devices ? parseCount(options.devices, '--devices') : 50
   const perDevice = options.messages ? parseCount(options.messages, '--messages') : options.quick ? 200 : 2000
-  const [{startEmbeddedPostgres}, {createPool}, {migrate}, pki, {startBroker}, telemetry, {default: mqtt}] = await Promise.all([
-    load('lib/db/embedded.js'), load('lib/db/pool.js'), load('lib/db/migrate.js'), load('lib/pki/index.js'),
-    load('lib/broker/server.js'), load('lib/telemetry/index.js'), import('mqtt')])
+  const [{startBroker}, telemetry, {default: mqtt}] = await Promise.all([
+    loadDist('lib/broker/server.js'), loadDist('lib/telemetry/index.js'), import('mqtt')])
   const report = new Report()
-  const session = await openSession({dist: {startEmbeddedPostgres, createPool}})
-  const work = await mkdtemp(join(tmpdir(), 'iotctl-bench-ingest-'))
+  const world = await openPkiWorld('ingest', {poolSize: 8})
+  const {db, caDir, pki} = world
   const clients = []
   try {
-    const url = await session.createDatabase('bench_ingest')
-    const db = {pool: await createPool(url, {max: 8}), url}
-    await migrate(db.pool, url)
-    const caDir = join(work, 'ca')
-    await pki.initCa({dir: caDir, keyType: 'ec-p256', passphrase: PASSPHRASE, sans: [], force: false})
     const ids = Array.from({length: devices}, (_, i) => `bench-${String(i).padStart(5, '0')}`)
     await db.pool.query(`INSERT INTO devices (device_id, device_type) SELECT unnest($1::text[]), 'sensor'`, [ids])
     const certs = await pki.issueDeviceCertificates(db, {caDir, passphrase: PASSPHRASE, deviceIds: ids, days: 30})
@@ -116,7 +105,6 @@ export async function run(options) {
     process.stdout.write(`\n${report.markdownTable()}\n`)
     return 0
   } finally {
-    await session.close()
-    await rm(work, {recursive: true, force: true})
+    await world.close()
   }
 }

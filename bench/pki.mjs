@@ -3,14 +3,10 @@
 //   (b) CRL generation with 100,000 revoked serials: < 5 s
 // Uses the built project (dist/): run `npm run build` first.
 import {execFile} from 'node:child_process'
-import {mkdtemp, rm} from 'node:fs/promises'
-import {tmpdir} from 'node:os'
-import {join} from 'node:path'
 import {promisify} from 'node:util'
 import {parseCount} from './lib/options.mjs'
-import {ROOT} from './lib/proc.mjs'
 import {Report, shellLine} from './lib/report.mjs'
-import {openSession} from './lib/session.mjs'
+import {openPkiWorld, PASSPHRASE} from './lib/pki-world.mjs'
 import {fmtCount, fmtMiB, fmtMs, fmtRate, fmtS, msSince} from './lib/stats.mjs'
 
 export const description = 'PKI: bulk issuance of 10k device certificates, CRL with 100k revoked serials (needs npm run build)'
@@ -22,25 +18,16 @@ export const usage = `node bench/run.mjs pki [--certs N] [--revoked N] [--quick]
 
 const ISSUE_GOAL = 1000 // certificates per second
 const CRL_GOAL_MS = 5000
-const PASSPHRASE = 'bench passphrase'
 
-const load = (path) => import(join(ROOT, 'dist', path))
 
 export async function run(options) {
   const quick = options.quick === true
   const certs = options.certs ? parseCount(options.certs, '--certs') : quick ? 1000 : 10_000
   const revoked = options.revoked ? parseCount(options.revoked, '--revoked') : quick ? 10_000 : 100_000
-  const [{startEmbeddedPostgres}, {createPool}, {migrate}, pki] = await Promise.all([
-    load('lib/db/embedded.js'), load('lib/db/pool.js'), load('lib/db/migrate.js'), load('lib/pki/index.js')])
   const report = new Report()
-  const session = await openSession({dist: {startEmbeddedPostgres, createPool}})
-  const work = await mkdtemp(join(tmpdir(), 'iotctl-bench-pki-'))
+  const world = await openPkiWorld('pki')
+  const {db, caDir, pki} = world
   try {
-    const url = await session.createDatabase('bench_pki')
-    const db = {pool: await createPool(url, {max: 2}), url}
-    await migrate(db.pool, url)
-    const caDir = join(work, 'ca')
-    await pki.initCa({dir: caDir, keyType: 'ec-p256', passphrase: PASSPHRASE, sans: [], force: false})
     await db.pool.query(`INSERT INTO devices (device_id, device_type) SELECT 'pki-' || lpad(g::text, 6, '0'), 'sensor' FROM generate_series(1, $1) g`, [certs])
     const ids = (await db.pool.query('SELECT device_id FROM devices ORDER BY device_id')).rows.map((r) => r.device_id)
 
@@ -73,7 +60,6 @@ export async function run(options) {
     process.stdout.write(`\n${report.markdownTable()}\n`)
     return 0
   } finally {
-    await session.close()
-    await rm(work, {recursive: true, force: true})
+    await world.close()
   }
 }
