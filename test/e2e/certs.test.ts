@@ -3,7 +3,7 @@ import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {issueDeviceCertificates} from '../../src/lib/pki/index.js'
 import {freshDatabase, type TestDatabase} from '../helpers/database.js'
-import {boundCli, describeRun, expectJsonError, expectOk, mapLimit} from '../helpers/e2e-expect.js'
+import {boundCli, describeRun, expectJsonError, expectOk, mapLimit, type Cli} from '../helpers/e2e-expect.js'
 import {cleanup, DAY_MS, fileMode, HOUR_MS, listDir, PASSPHRASE, registerDevices, tempDir, WRONG_PASSPHRASE} from '../helpers/pki-fixtures.js'
 import {
   crlEntries, openssl, opensslCrl, opensslCsr, opensslDates, opensslFingerprint, opensslVerify, failEachTestWithoutOpenssl, savePem,
@@ -13,7 +13,6 @@ import {
 // openssl is the independent judge here: without it every test fails (never skips).
 failEachTestWithoutOpenssl()
 
-type Cli = Awaited<ReturnType<typeof boundCli>>['cli']
 
 interface CertRecord {
   serial: string

@@ -1,13 +1,12 @@
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {freshDatabase, type TestDatabase} from '../helpers/database.js'
-import {boundCli, describeRun, expectJsonError, expectOk, expectPlainError} from '../helpers/e2e-expect.js'
+import {boundCli, describeRun, expectJsonError, expectOk, expectPlainError, type Cli} from '../helpers/e2e-expect.js'
 
 /**
  * Bad input to the devices commands: each case checks the exit code, the error code in the JSON
  * envelope, what the message says, and that nothing was written.
  */
 const ID_RULE = '^[a-z0-9][a-z0-9_-]{0,63}$'
-type Cli = Awaited<ReturnType<typeof boundCli>>['cli']
 
 describe('devices: bad input is refused and writes nothing', () => {
   let db: TestDatabase

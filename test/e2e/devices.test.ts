@@ -1,9 +1,8 @@
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {parse as parseYaml} from 'yaml'
 import {freshDatabase, type TestDatabase} from '../helpers/database.js'
-import {boundCli, describeRun, expectJsonError, expectOk, expectPlainError, mapLimit} from '../helpers/e2e-expect.js'
+import {boundCli, describeRun, expectJsonError, expectOk, expectPlainError, mapLimit, type Cli} from '../helpers/e2e-expect.js'
 
-type Cli = Awaited<ReturnType<typeof boundCli>>['cli']
 
 async function listIds(cli: Cli, args: string[]): Promise<string[]> {
   const page = expectOk<{items: Array<{device_id: string}>; next: string | null}>(await cli(['devices', 'list', '--json', ...args]))

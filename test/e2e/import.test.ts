@@ -3,10 +3,9 @@ import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {freshDatabase, type TestDatabase} from '../helpers/database.js'
-import {boundCli, expectJsonError, expectOk, expectPlainError} from '../helpers/e2e-expect.js'
+import {boundCli, expectJsonError, expectOk, expectPlainError, type Cli} from '../helpers/e2e-expect.js'
 
 const HEADER = 'device_id,device_type,owner_user_id,firmware_version,labels,metadata'
-type Cli = Awaited<ReturnType<typeof boundCli>>['cli']
 
 describe('devices import', () => {
   let db: TestDatabase

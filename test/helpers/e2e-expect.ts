@@ -91,3 +91,6 @@ export async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (it
   await Promise.all(Array.from({length: Math.min(limit, items.length)}, worker))
   return out
 }
+
+/** The bound CLI runner every e2e suite uses. */
+export type Cli = Awaited<ReturnType<typeof boundCli>>['cli']
