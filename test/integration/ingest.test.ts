@@ -1,7 +1,7 @@
 import type {IClientOptions, MqttClient} from 'mqtt'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {startBroker, type RunningBroker} from '../../src/lib/broker/server.js'
-import {startIngest, type TelemetryIngest} from '../../src/lib/telemetry/index.js'
+import {createTelemetryService, type TelemetryService} from '../../src/lib/telemetry/index.js'
 import type {TestDatabase} from '../helpers/database.js'
 import {connectWith, pkiWorld, type PkiWorld} from '../helpers/mqtt-world.js'
 import {PASSPHRASE} from '../helpers/pki-fixtures.js'
@@ -11,22 +11,23 @@ describe('telemetry ingest through the embedded broker', () => {
   let world: PkiWorld
   let db: TestDatabase
   let broker: RunningBroker
-  let ingest: TelemetryIngest
+  let telemetry: TelemetryService
   const clients: MqttClient[] = []
   const ids = Array.from({length: 10}, (_, i) => `t${i}`)
   const T0 = Date.UTC(2026, 10, 24, 23, 58) // two minutes before midnight: two daily partitions, several buckets
 
   beforeAll(async () => {
-    world = await pkiWorld({prefix: 'ingest', devices: [...ids, 'willing']})
+    world = await pkiWorld({prefix: 'ingest', devices: [...ids, 'willing', 'presence', 'pipelined']})
     db = world.db
-    broker = await startBroker({db, caDir: world.caDir, passphrase: PASSPHRASE, devicePort: 0, servicePort: 0})
-    ingest = await startIngest(broker, db, () => undefined)
+    telemetry = createTelemetryService(db, () => undefined)
+    broker = await startBroker({db, caDir: world.caDir, passphrase: PASSPHRASE, devicePort: 0, servicePort: 0,
+      beforeAck: (topic, payload) => telemetry.handle(topic, payload), onPresence: (id, online) => void telemetry.presence(id, online)})
   })
 
   afterAll(async () => {
     await Promise.all(clients.map((c) => c.endAsync(true).catch(() => undefined)))
     await broker?.close()
-    await ingest?.flush()
+    await telemetry?.flush()
     await world?.close()
   })
 
@@ -39,10 +40,21 @@ describe('telemetry ingest through the embedded broker', () => {
   const payload = (i: number) => JSON.stringify({ts: T0 + i * 15_000, seq: i, metrics: {temperature: 20 + (i % 5), humidity: 40 + i}})
   const count = async (sql: string) => Number((await db.pool.query(sql)).rows[0].n)
 
-  it('an acknowledged point is stored within one batch window (aedes sends PUBACK before delivery)', async () => {
+  it('a QoS 1 PUBACK means stored: the point is in the database when publish resolves', async () => {
     const d = await device('t0')
     await d.publishAsync('devices/t0/telemetry', payload(0), {qos: 1})
-    await expect.poll(() => count("SELECT count(*) AS n FROM telemetry WHERE device_id = 't0'"), {timeout: 2000, interval: 20}).toBe(2)
+    expect(await count("SELECT count(*) AS n FROM telemetry WHERE device_id = 't0'")).toBe(2)
+  })
+
+  it('pipelined QoS 1 messages share batches, and each is stored before its PUBACK', async () => {
+    const d = await device('pipelined')
+    const batchesBefore = telemetry.ingest.stats.batches
+    await Promise.all(Array.from({length: 50}, (_, i) => d.publishAsync('devices/pipelined/telemetry', payload(i), {qos: 1})))
+    expect(await count("SELECT count(*) AS n FROM telemetry WHERE device_id = 'pipelined'")).toBe(100)
+    expect(telemetry.ingest.stats.batches - batchesBefore).toBeLessThan(50)
+    await telemetry.flush()
+    await db.pool.query("DELETE FROM telemetry WHERE device_id = 'pipelined'")
+    for (const table of ['telemetry_1m', 'telemetry_1h', 'telemetry_1d']) await db.pool.query(`DELETE FROM ${table} WHERE device_id = 'pipelined'`)
   })
 
   it('10 devices × 40 messages land exactly once, redelivery counts nothing twice, rollups equal raw counts', async () => {
@@ -51,8 +63,8 @@ describe('telemetry ingest through the embedded broker', () => {
       Array.from({length: 40}, (_, i) => d.publishAsync(`devices/${ids[n]}/telemetry`, payload(i), {qos: 1})))))
     await send()
     await send() // the same messages again, as after a lost PUBACK
-    await expect.poll(() => ingest.stats.messages, {timeout: 5000}).toBeGreaterThanOrEqual(1 + 10 * 40 * 2)
-    await ingest.flush()
+    await expect.poll(() => telemetry.ingest.stats.messages, {timeout: 5000}).toBeGreaterThanOrEqual(1 + 10 * 40 * 2)
+    await telemetry.flush()
     expect(await count('SELECT count(*) AS n FROM telemetry')).toBe(10 * 40 * 2)
     for (const table of ['telemetry_1m', 'telemetry_1h', 'telemetry_1d']) {
       expect(await count(`SELECT sum(count) AS n FROM ${table}`), table).toBe(10 * 40 * 2)
@@ -67,12 +79,12 @@ describe('telemetry ingest through the embedded broker', () => {
 
   it('malformed payloads are counted and dropped without blocking the next message', async () => {
     const d = await device('t9')
-    const rejectedBefore = ingest.stats.rejected
+    const rejectedBefore = telemetry.ingest.stats.rejected
     for (const bad of ['garbage', '{"ts":1}', '{"ts":1795575651619,"seq":1,"metrics":{"t":"x"}}', '']) {
       await d.publishAsync('devices/t9/telemetry', bad, {qos: 1})
     }
     await d.publishAsync('devices/t9/telemetry', JSON.stringify({ts: T0 + 3_600_000, seq: 99, metrics: {pressure: 1013}}), {qos: 1})
-    await expect.poll(() => ingest.stats.rejected - rejectedBefore, {timeout: 2000}).toBe(4)
+    await expect.poll(() => telemetry.ingest.stats.rejected - rejectedBefore, {timeout: 2000}).toBe(4)
     await expect.poll(() => count("SELECT count(*) AS n FROM telemetry WHERE device_id = 't9' AND metric = 'pressure'"), {timeout: 2000}).toBe(1)
     expect(await count("SELECT count(*) AS n FROM telemetry WHERE device_id = 't9' AND metric = 'pressure'")).toBe(1)
   })
@@ -85,5 +97,18 @@ describe('telemetry ingest through the embedded broker', () => {
     await expect.poll(async () => (await db.pool.query("SELECT status FROM devices WHERE device_id = 'willing'")).rows[0].status, {timeout: 2000}).toBe('active')
     d.stream.destroy() // an unclean disconnect: the broker publishes the Will
     await expect.poll(async () => (await db.pool.query("SELECT status FROM devices WHERE device_id = 'willing'")).rows[0].status, {timeout: 5000}).toBe('offline')
+  })
+
+  it('connecting marks a device active and disconnecting offline; a session takeover keeps it active', async () => {
+    const status = async () => (await db.pool.query("SELECT status FROM devices WHERE device_id = 'presence'")).rows[0].status as string
+    await db.pool.query("UPDATE devices SET status = 'offline' WHERE device_id = 'presence'")
+    const first = await device('presence')
+    await expect.poll(status, {timeout: 3000}).toBe('active')
+    const second = await device('presence') // same client id: the broker closes the first session
+    await expect.poll(() => first.connected, {timeout: 3000}).toBe(false)
+    await new Promise((r) => setTimeout(r, 300))
+    expect(await status()).toBe('active')
+    await second.endAsync()
+    await expect.poll(status, {timeout: 3000}).toBe('offline')
   })
 })

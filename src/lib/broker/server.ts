@@ -23,6 +23,17 @@ export interface BrokerOptions {
   maxPacketBytes?: number
   /** New MQTT sessions accepted per second (token bucket); excess gets CONNACK "server unavailable". */
   connectRate?: number
+  /**
+   * Runs for every authorized device PUBLISH (the Will included) before the broker acknowledges
+   * or forwards it; the broker waits for it. aedes writes the QoS 1 PUBACK only after
+   * authorizePublish (lib/handlers/publish.js), so a hook that resolves after the database commit
+   * makes PUBACK mean "stored". aedes handles the packets of one socket read concurrently, so a
+   * device's pipelined messages still share a batch. A rejection closes the device's connection
+   * (MQTT 3.1.1 has no PUBACK error code); the device resends after reconnecting.
+   */
+  beforeAck?: (topic: string, payload: Buffer) => Promise<void>
+  /** A device session opened (true) or closed (false). */
+  onPresence?: (deviceId: string, online: boolean) => void
   /** Called after a device authenticated with a certificate: rotation supersedes its predecessors. */
   onDeviceAuthenticated?: (identity: Identity) => Promise<void>
 }
@@ -30,10 +41,12 @@ export interface BrokerOptions {
 export interface RunningBroker {
   devicePort: number
   servicePort: number
+  /** Sessions open now (devices and services). */
+  connections(): number
   /**
    * An in-process subscriber. Note: aedes sends a QoS 1 PUBACK before it delivers the message
-   * (lib/handlers/publish.js), so PUBACK means "the broker has it", not "stored"; `done` only
-   * paces delivery. Graceful stops flush the ingest; a crash can lose the last batch window.
+   * (lib/handlers/publish.js), so PUBACK means "the broker has it", not "delivered"; `done` only
+   * paces delivery. Work that must happen before the PUBACK belongs in `beforeAck`.
    */
   subscribe(topic: string, handler: (topic: string, payload: Buffer, done: () => void) => void): Promise<void>
   /** Re-read the CRLs (after `certs crl`) into both listeners. */
@@ -73,6 +86,8 @@ export async function startBroker(options: BrokerOptions): Promise<RunningBroker
   const broker = await Aedes.createBroker({maxClientsIdLength: 128})
   const bucket = tokenBucket(options.connectRate ?? 500)
   const identities = new WeakMap<Client, Identity>()
+  const pending = new Set<Promise<void>>()
+  let closing = false
   const listenerOf = new WeakMap<object, Listener>()
 
   broker.authenticate = (client, _username, _password, done) => {
@@ -91,7 +106,15 @@ export async function startBroker(options: BrokerOptions): Promise<RunningBroker
       })
   }
   broker.authorizePublish = (client, packet, done) => {
-    done(mayPublish(client ? identities.get(client) : undefined, packet.topic) ? null : new Error(`publish to ${packet.topic} denied`))
+    const identity = client ? identities.get(client) : undefined
+    if (!mayPublish(identity, packet.topic)) return done(new Error(`publish to ${packet.topic} denied`))
+    if (!options.beforeAck || identity?.kind !== 'device') return done(null)
+    // Closing: refuse (the device keeps the message and resends after reconnecting) rather than
+    // take a message whose PUBACK could no longer be sent.
+    if (closing) return done(new Error('broker shutting down'))
+    const work = options.beforeAck(packet.topic, Buffer.from(packet.payload as Buffer)).then(() => done(null), (error: Error) => done(error))
+    pending.add(work)
+    void work.finally(() => pending.delete(work))
   }
   broker.authorizeSubscribe = (client, subscription, done) => {
     // A null subscription answers SUBACK 0x80 for this filter without closing the session.
@@ -136,24 +159,46 @@ export async function startBroker(options: BrokerOptions): Promise<RunningBroker
     debounce = setTimeout(() => reloadCrls().then(() => log('CRLs reloaded'), (error) => log(`CRL reload failed: ${(error as Error).message}`)), 200)
   })
   const live = new Set<Client>()
-  broker.on('clientReady', (client) => live.add(client))
-  broker.on('clientDisconnect', (client) => live.delete(client))
+  // Presence counts sessions per device: on a takeover the new session may be ready before the
+  // old one's disconnect is reported, which must not mark a connected device offline.
+  const sessions = new Map<string, number>()
+  broker.on('clientReady', (client) => {
+    live.add(client)
+    const identity = identities.get(client)
+    if (identity?.kind !== 'device') return
+    const n = (sessions.get(identity.name) ?? 0) + 1
+    sessions.set(identity.name, n)
+    if (n === 1) options.onPresence?.(identity.name, true)
+  })
+  broker.on('clientDisconnect', (client) => {
+    const identity = identities.get(client)
+    if (!live.delete(client) || identity?.kind !== 'device') return
+    const n = (sessions.get(identity.name) ?? 1) - 1
+    if (n > 0) return void sessions.set(identity.name, n)
+    sessions.delete(identity.name)
+    options.onPresence?.(identity.name, false)
+  })
   const sweep = setInterval(() => void disconnectRevoked(options.db, live, identities, log), options.revocationCheckMs ?? 2000)
   sweep.unref()
 
   return {
     devicePort,
     servicePort,
+    connections: () => live.size,
     subscribe: (topic, handler) => new Promise<void>((resolve) => {
       broker.subscribe(topic, (packet, done) => handler(packet.topic, Buffer.from(packet.payload as Buffer), () => done()), () => resolve())
     }),
     reloadCrls,
     close: async () => {
+      closing = true
       clearInterval(sweep)
       clearTimeout(debounce)
       watcher.close()
-      await Promise.all(servers.map((s) => new Promise((resolve) => s.close(resolve))))
+      const stopped = Promise.all(servers.map((s) => new Promise((resolve) => s.close(resolve))))
+      // Messages already taken get stored and acknowledged before the sessions close.
+      await Promise.allSettled([...pending])
       await new Promise<void>((resolve) => broker.close(() => resolve()))
+      await stopped
     },
   }
 }

@@ -5,7 +5,7 @@ import {notFound} from '../core/errors.js'
 import type {Database} from '../db/pool.js'
 import {startBroker, type RunningBroker} from '../broker/server.js'
 import {initCa, publishCrls, supersedePredecessors} from '../pki/index.js'
-import {startIngest, type TelemetryIngest} from '../telemetry/index.js'
+import {createTelemetryService, type TelemetryService} from '../telemetry/index.js'
 
 export interface DevBrokerOptions {
   home: string
@@ -39,7 +39,7 @@ async function devPassphrase(caDir: string, caExists: boolean): Promise<string> 
 }
 
 /** Ensure a CA (creating one on first `dev up`), publish fresh CRLs, start the embedded broker. */
-export async function startDevBroker(options: DevBrokerOptions): Promise<{broker: RunningBroker; caDir: string; ingest: TelemetryIngest}> {
+export async function startDevBroker(options: DevBrokerOptions): Promise<{broker: RunningBroker; caDir: string; telemetry: TelemetryService}> {
   const caDir = join(options.home, 'ca')
   const caExists = await exists(join(caDir, 'root.crt'))
   const passphrase = await devPassphrase(caDir, caExists)
@@ -49,7 +49,11 @@ export async function startDevBroker(options: DevBrokerOptions): Promise<{broker
     if (!process.env.IOTCTL_CA_PASSPHRASE) await writeFile(join(caDir, 'dev-passphrase'), passphrase + '\n', {mode: 0o600})
   }
   await publishCrls(options.db, {caDir, passphrase})
+  // The ingest runs inside the broker's publish path: PUBACK only after the commit.
+  const telemetry = createTelemetryService(options.db, options.log)
   const broker = await startBroker({
+    beforeAck: (topic, payload) => telemetry.handle(topic, payload),
+    onPresence: (deviceId, online) => void telemetry.presence(deviceId, online),
     db: options.db, caDir, passphrase, devicePort: options.mqttPort, servicePort: options.servicePort, maxPacketBytes: options.maxPacketBytes, log: options.log,
     onDeviceAuthenticated: async (identity) => {
       const superseded = await supersedePredecessors(options.db.pool, identity.serial)
@@ -57,6 +61,5 @@ export async function startDevBroker(options: DevBrokerOptions): Promise<{broker
     },
   })
   options.log(`MQTT over TLS: devices on 127.0.0.1:${broker.devicePort}, services on 127.0.0.1:${broker.servicePort}`)
-  const ingest = await startIngest(broker, options.db, options.log)
-  return {broker, caDir, ingest}
+  return {broker, caDir, telemetry}
 }

@@ -109,7 +109,7 @@ export async function startDevStack(options: DevUpOptions): Promise<RunningStack
       // Remove the record first and synchronously: a signal handler elsewhere may exit the process.
       rmSync(stackRecordFile(home), {force: true})
       // Stop taking messages, store what was acknowledged-pending, then close the database.
-      stopping ??= services.broker.close().then(() => services.ingest.flush()).then(() => pool.end()).then(() => server.stop()).then(async () => {
+      stopping ??= services.broker.close().then(() => services.telemetry.flush()).then(() => pool.end()).then(() => server.stop()).then(async () => {
         pgLog.end()
         await release()
       })

@@ -1,0 +1,55 @@
+import type {Database} from '../db/pool.js'
+import {parseDeviceTopic} from '../mqtt/topics.js'
+import {TelemetryIngest, type IngestOptions} from './ingest.js'
+import {parseStatus, setDeviceStatus} from './status.js'
+
+export interface TelemetryService {
+  readonly ingest: TelemetryIngest
+  /**
+   * Take one device message. Resolves once it is stored (telemetry committed, status updated) or
+   * dropped as invalid (counted and logged), never rejects: the caller acknowledges on it
+   * (QoS 1 PUBACK only after the commit), and one bad message must not block others.
+   */
+  handle(topic: string, payload: Buffer): Promise<void>
+  /** A device's session opened or closed (the embedded broker knows; external brokers send Wills). */
+  presence(deviceId: string, online: boolean): Promise<void>
+  /** Store everything accepted so far. */
+  flush(): Promise<void>
+}
+
+const done = Promise.resolve()
+
+/** The ingest's message router, shared by the embedded broker hook and the MQTT subscriber. */
+export function createTelemetryService(db: Database, log: (line: string) => void, options: Omit<IngestOptions, 'db' | 'log'> = {}): TelemetryService {
+  const ingest = new TelemetryIngest({...options, db, log})
+  // Status changes of one device apply in arrival order ("online" then its Will's "offline" must
+  // not be reordered by the connection pool): one promise chain per device while work is pending.
+  const chains = new Map<string, Promise<void>>()
+  const inOrder = (deviceId: string, what: string, work: () => Promise<void>) => {
+    const next = (chains.get(deviceId) ?? done).then(work).catch((error: Error) => log(`${what} failed: ${error.message}`))
+    chains.set(deviceId, next)
+    void next.then(() => {
+      if (chains.get(deviceId) === next) chains.delete(deviceId)
+    })
+    return next
+  }
+  return {
+    ingest,
+    handle(topic, payload) {
+      const parsed = parseDeviceTopic(topic)
+      if (!parsed) return done
+      if (parsed.leaf === 'telemetry') return ingest.accept(parsed.deviceId, payload)
+      if (parsed.leaf !== 'status') return done
+      const status = parseStatus(payload)
+      if (!status) {
+        log(`status from ${parsed.deviceId} ignored: expected {"state": "online" | "offline"}`)
+        return done
+      }
+      return inOrder(parsed.deviceId, `status update for ${parsed.deviceId}`, () => setDeviceStatus(db, parsed.deviceId, status))
+    },
+    presence: (deviceId, online) => inOrder(deviceId, `presence of ${deviceId}`, () => setDeviceStatus(db, deviceId, online ? 'active' : 'offline')),
+    flush: async () => {
+      await Promise.all([ingest.flush(), ...chains.values()])
+    },
+  }
+}
