@@ -77,6 +77,12 @@ export async function writeMosquittoConfig(options: MosquittoConfigOptions): Pro
     `persistence_location ${join(out, 'data')}/`,
     'autosave_on_changes true',
     'autosave_interval 1',
+    // The ingest keeps a persistent session at QoS 1: while a worker restarts, its messages wait
+    // here, so the queue must hold a burst (default 1,000 would drop the rest). In flight per client
+    // (MQTT 3.1.1; MQTT 5 clients set Receive Maximum): the ingest acknowledges after each batch
+    // commit, so the window must cover a batch (default 20 would allow one per commit).
+    'max_queued_messages 1000000',
+    'max_inflight_messages 2000',
     `log_dest stderr`,
     '',
     '# Devices: device CA + root trusted; the topic contract as pattern ACLs.',

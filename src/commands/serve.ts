@@ -1,0 +1,77 @@
+import {BaseCommand} from '../lib/cli/base-command.js'
+import {Flags} from '../lib/cli/oclif.js'
+import {caPassphrase, pkiFlags} from '../lib/cli/pki-flags.js'
+import {notice} from '../lib/cli/progress.js'
+import {resolveCaDir} from '../lib/config/index.js'
+import {invalidInput} from '../lib/core/errors.js'
+import {parseComponents, readIdentityDir, SERVE_COMPONENTS, startServices, type RunningServices} from '../lib/stack/index.js'
+
+export default class Serve extends BaseCommand<typeof Serve> {
+  static override description = `Run iotctl's long-lived services against external infrastructure, until SIGINT/SIGTERM
+
+Components: ${SERVE_COMPONENTS.join(', ')}.
+  broker   the embedded MQTT broker (aedes, mutual TLS, the topic contract) on --mqtt-port/--service-port;
+           with ingest, telemetry is stored in its publish path and acknowledged after the commit.
+  ingest   alone: subscribes to --broker-url (Mosquitto, EMQX, HiveMQ) with a persistent QoS 1 session and
+           acknowledges each message after its commit; --shared spreads the load over several workers
+           ($share/iotctl-ingest/...), each with its own identity (--identity DIR).
+A stop (SIGTERM) stores and acknowledges everything taken; a crash loses nothing the broker was told is stored.`
+  static override examples = [
+    '<%= config.bin %> certs issue --operator ingest-1 --out ./ingest-1',
+    '<%= config.bin %> serve --components ingest --broker-url mqtts://mqtt.example.com:8884 --identity ./ingest-1 --database-url postgres://…',
+    '<%= config.bin %> serve --components broker,ingest --ca-dir ./ca --passphrase-file ./ca.pass --database-url postgres://…',
+  ]
+
+  static override flags = {
+    ...pkiFlags,
+    components: Flags.string({description: `comma-separated: ${SERVE_COMPONENTS.join(', ')}`, default: 'broker,ingest', env: 'IOTCTL_COMPONENTS'}),
+    identity: Flags.string({description: 'service identity directory from `certs issue --operator NAME --out DIR` (for mqtts:// brokers)', env: 'IOTCTL_IDENTITY'}),
+    'client-id': Flags.string({description: 'MQTT client id of the ingest (default: the identity\'s name)'}),
+    shared: Flags.boolean({description: 'subscribe with a shared subscription ($share/iotctl-ingest/…) to share load with other workers'}),
+    'mqtt-version': Flags.integer({description: 'MQTT protocol version of the ingest\'s connection', min: 4, max: 5, default: 4}),
+    bind: Flags.string({description: 'address the broker listens on', default: '127.0.0.1'}),
+    'mqtt-port': Flags.integer({description: 'broker: device listener port', default: 8883, min: 0, max: 65_535}),
+    'service-port': Flags.integer({description: 'broker: service listener port', default: 8884, min: 0, max: 65_535}),
+    'max-packet-size': Flags.integer({description: 'broker: largest MQTT packet accepted, in bytes', default: 65_536, min: 128, max: 268_435_455}),
+  }
+
+  async run(): Promise<void> {
+    const components = parseComponents(this.flags.components)
+    const f = this.flags
+    if (components.includes('broker') && f['mqtt-port'] !== 0 && f['mqtt-port'] === f['service-port']) {
+      throw invalidInput('E_PORTS', '--mqtt-port and --service-port must differ', {hint: 'the defaults are 8883 and 8884'})
+    }
+    const endpoints = await this.ctx.endpoints()
+    const caDir = components.includes('broker') ? await resolveCaDir({caDir: f['ca-dir'], context: f.context}) : undefined
+    const services = await startServices({
+      components,
+      db: await this.ctx.database(),
+      log: (service, line) => notice(`[${service}] ${line}`),
+      broker: caDir ? {caDir, passphrase: await caPassphrase(f['passphrase-file'], {caDir}), host: f.bind, devicePort: f['mqtt-port'],
+        servicePort: f['service-port'], maxPacketBytes: f['max-packet-size']} : undefined,
+      ingest: {brokerUrl: endpoints.brokerUrl ?? '', tls: f.identity ? await readIdentityDir(f.identity) : undefined, clientId: f['client-id'],
+        shared: f.shared, protocolVersion: f['mqtt-version'] === 5 ? 5 : 4},
+    })
+    await this.render({status: 'running', pid: process.pid, components, broker: services.broker ?? null, ingest: services.ingest ?? null}, {
+      rows: (r) => [r as {pid: number; components: string[]}],
+      name: () => 'serve',
+      columns: [{header: 'PID', get: (r) => r.pid}, {header: 'COMPONENTS', get: (r) => r.components.join(',')}],
+    })
+    notice('[serve] ready; SIGINT/SIGTERM stops it after storing what was taken')
+    await untilSignal(services)
+  }
+}
+
+async function untilSignal(services: RunningServices): Promise<void> {
+  await new Promise<void>((resolve) => {
+    const stop = (signal: NodeJS.Signals) => {
+      notice(`[serve] ${signal}: stopping`)
+      void services.stop().then(() => {
+        notice('[serve] stopped')
+        resolve()
+      })
+    }
+    process.once('SIGINT', stop)
+    process.once('SIGTERM', stop)
+  })
+}

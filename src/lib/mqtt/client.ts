@@ -1,0 +1,148 @@
+import type {IClientOptions, IPublishPacket, MqttClient} from 'mqtt'
+import {unavailable} from '../core/errors.js'
+import {maskUrl} from '../core/url.js'
+
+/** The identity a service presents: PEM certificate (with chain), key, and the CAs it trusts. */
+export interface TlsIdentity {
+  cert: string
+  key: string
+  ca: string
+}
+
+export interface MqttConnectOptions {
+  url: string
+  clientId: string
+  tls?: TlsIdentity
+  /** false: a persistent session, so QoS 1 messages wait at the broker while this client is away. */
+  clean?: boolean
+  /** 4 = MQTT 3.1.1 (every broker, aedes included), 5 = MQTT 5. */
+  protocolVersion?: 4 | 5
+  keepaliveSeconds?: number
+  /** MQTT 5 Receive Maximum (§3.1.2.11.3): QoS 1 messages the broker may have in flight to us. */
+  receiveMaximum?: number
+  /** Reconnect backoff with full jitter: random(0, min(cap, base · 2^attempt)). */
+  backoff?: {baseMs: number; capMs: number}
+  log?: (line: string) => void
+}
+
+export interface ManagedClient {
+  readonly client: MqttClient
+  /** Connections made so far (1 after the first CONNACK). */
+  readonly connects: number
+  close(): Promise<void>
+}
+
+/** Full-jitter backoff (AWS Architecture Blog, "Exponential Backoff And Jitter"). */
+export function backoffDelay(attempt: number, baseMs: number, capMs: number, random: () => number = Math.random): number {
+  return Math.floor(random() * Math.min(capMs, baseMs * 2 ** attempt))
+}
+
+/**
+ * Connect, and keep reconnecting with full-jitter backoff (mqtt.js' fixed `reconnectPeriod` is
+ * off: a fleet reconnecting in lockstep after a broker restart is a thundering herd). The first
+ * connection must succeed, so a wrong URL or certificate fails fast with the reason (exit 6).
+ */
+export async function connectMqtt(options: MqttConnectOptions): Promise<ManagedClient> {
+  const {default: mqtt} = await import('mqtt')
+  const log = options.log ?? (() => undefined)
+  const clientOptions: IClientOptions = {
+    clientId: options.clientId,
+    clean: options.clean ?? true,
+    protocolVersion: options.protocolVersion ?? 4,
+    keepalive: options.keepaliveSeconds ?? 30,
+    reconnectPeriod: 0,
+    connectTimeout: 10_000,
+    ...(options.tls ? {cert: options.tls.cert, key: options.tls.key, ca: options.tls.ca, rejectUnauthorized: true} : {}),
+    ...(options.protocolVersion === 5 && options.receiveMaximum ? {properties: {receiveMaximum: options.receiveMaximum}} : {}),
+  }
+  const client = mqtt.connect(options.url, clientOptions)
+  await new Promise<void>((resolve, reject) => {
+    const fail = (error: Error) => {
+      client.end(true)
+      reject(unavailable('E_BROKER_UNREACHABLE', `cannot connect to the MQTT broker at ${maskUrl(options.url)}: ${error.message}`, {
+        hint: 'check --broker-url, that the broker runs, and that its CA and this service certificate match (mqtts:// needs --cert, --key, --ca)',
+      }))
+    }
+    client.once('connect', () => {
+      client.removeListener('error', fail)
+      client.removeListener('close', closed)
+      resolve()
+    })
+    const closed = () => fail(new Error('the connection closed before CONNACK (certificate refused or client id rejected?)'))
+    client.once('error', fail)
+    client.once('close', closed)
+  })
+  let connects = 1
+  let attempt = 0
+  let closing = false
+  let timer: NodeJS.Timeout | undefined
+  const backoff = options.backoff ?? {baseMs: 1000, capMs: 60_000}
+  client.on('connect', () => {
+    connects++
+    attempt = 0
+    log(`reconnected to ${maskUrl(options.url)} as ${options.clientId}`)
+  })
+  client.on('error', (error) => log(`MQTT error: ${error.message}`))
+  client.on('close', () => {
+    if (closing || timer) return
+    const delay = backoffDelay(attempt++, backoff.baseMs, backoff.capMs)
+    log(`disconnected from ${maskUrl(options.url)}; reconnecting in ${delay} ms`)
+    timer = setTimeout(() => {
+      timer = undefined
+      if (!closing) client.reconnect()
+    }, delay)
+  })
+  return {
+    client,
+    get connects() {
+      return connects
+    },
+    close: async () => {
+      closing = true
+      clearTimeout(timer)
+      await client.endAsync()
+    },
+  }
+}
+
+type SendPacket = (packet: {cmd: string; messageId?: number}, cb?: () => void, ...rest: unknown[]) => void
+
+/**
+ * Acknowledge each QoS 1 message only after `handle` resolved for it (at-least-once processing:
+ * a crash before the commit means the broker redelivers).
+ *
+ * mqtt.js' `handleMessage` alone cannot do this at speed: the client takes the next packet only
+ * after the callback (MQTT.js issue #691), so holding it until a commit allows one message per
+ * commit. Here the callback returns at once, so messages keep flowing and share batches, and the
+ * PUBACK that mqtt.js then writes is held until that message's work is done. PUBACKs still leave
+ * in the order the messages arrived ([MQTT-4.6.0-2]), and one held across a reconnect is dropped,
+ * never sent on the new connection: there the broker redelivers the message (a persistent
+ * session) and the message id may by then name another message.
+ */
+export function acknowledgeAfter(client: MqttClient, handle: (topic: string, payload: Buffer) => Promise<void>): {drain(): Promise<void>} {
+  // mqtt.js has no public hook between handleMessage and the PUBACK: wrap its packet writer.
+  const internal = client as unknown as {_sendPacket: SendPacket}
+  const send = internal._sendPacket.bind(client)
+  const work = new Map<number, Promise<void>>()
+  let connection = 0
+  let queue = Promise.resolve()
+  client.on('connect', () => connection++)
+  client.handleMessage = (packet: IPublishPacket, callback) => {
+    const done = handle(packet.topic, packet.payload as Buffer)
+    if (packet.qos === 1 && packet.messageId !== undefined) work.set(packet.messageId, done)
+    callback()
+  }
+  internal._sendPacket = (packet, cb, ...rest) => {
+    const pending = packet.cmd === 'puback' && packet.messageId !== undefined ? work.get(packet.messageId) : undefined
+    if (!pending) return send(packet, cb, ...rest)
+    work.delete(packet.messageId!)
+    const sentOn = connection
+    // A failed message is never acknowledged; the broker redelivers it after a reconnect.
+    queue = queue.then(() => pending).then(() => {
+      if (connection === sentOn && client.connected) send(packet)
+    }, () => undefined)
+    cb?.() // lets mqtt.js take the next packet now
+  }
+  /** Resolves when every PUBACK held so far has been sent (or dropped with its connection). */
+  return {drain: () => queue}
+}

@@ -1,0 +1,117 @@
+import {X509Certificate} from 'node:crypto'
+import {readFile} from 'node:fs/promises'
+import {join} from 'node:path'
+import {invalidInput, notFound, usageError} from '../core/errors.js'
+import type {Database} from '../db/pool.js'
+import {startBroker, type RunningBroker} from '../broker/server.js'
+import type {TlsIdentity} from '../mqtt/client.js'
+import {createTelemetryService, startMqttIngest, type RunningMqttIngest, type TelemetryService} from '../telemetry/index.js'
+
+export const SERVE_COMPONENTS = ['broker', 'ingest'] as const
+export type ServeComponent = (typeof SERVE_COMPONENTS)[number]
+
+export function parseComponents(text: string): ServeComponent[] {
+  const names = text.split(',').map((s) => s.trim()).filter(Boolean)
+  const unknown = names.filter((n) => !(SERVE_COMPONENTS as readonly string[]).includes(n))
+  if (names.length === 0 || unknown.length > 0) {
+    throw usageError('E_COMPONENTS', `unknown component${unknown.length === 1 ? '' : 's'} ${unknown.map((u) => JSON.stringify(u)).join(', ') || '(none given)'}`, {
+      hint: `choose from ${SERVE_COMPONENTS.join(', ')}, e.g. --components ingest`,
+    })
+  }
+  return [...new Set(names)] as ServeComponent[]
+}
+
+export interface ServeOptions {
+  components: ServeComponent[]
+  db: Database
+  log: (service: string, line: string) => void
+  /** For `broker`: the CA directory and key passphrase, listeners. */
+  broker?: {caDir: string; passphrase: string; host: string; devicePort: number; servicePort: number; maxPacketBytes: number}
+  /** For `ingest` without `broker`: the external broker and this worker's identity. */
+  ingest?: {brokerUrl: string; tls?: TlsIdentity; clientId?: string; shared: boolean; protocolVersion: 4 | 5}
+}
+
+export interface RunningServices {
+  components: ServeComponent[]
+  broker?: {devicePort: number; servicePort: number}
+  ingest?: {mode: 'in-broker' | 'subscriber'; clientId?: string}
+  telemetry?: TelemetryService
+  stop(): Promise<void>
+}
+
+/**
+ * A service identity from `certs issue --operator NAME --out DIR`: DIR/operator.crt, operator.key and
+ * chain.pem (service CA + root, which also verifies the broker's server certificate).
+ */
+export async function readIdentityDir(dir: string): Promise<TlsIdentity> {
+  const read = (name: string) => readFile(join(dir, name), 'utf8').catch(() => {
+    throw notFound('E_IDENTITY', `cannot read ${join(dir, name)}`, {hint: 'create the files with `iotctl certs issue --operator NAME --out DIR`'})
+  })
+  const [cert, key, chain] = await Promise.all([read('operator.crt'), read('operator.key'), read('chain.pem')])
+  return {cert: cert + chain, key, ca: chain}
+}
+
+/** The CN of a PEM certificate: a service's default client id. */
+export function commonName(certPem: string): string {
+  try {
+    const subject = new X509Certificate(certPem).subject
+    const cn = /^CN=(.+)$/m.exec(subject)?.[1]
+    if (cn) return cn
+  } catch {
+    // reported below
+  }
+  throw invalidInput('E_CERTIFICATE', 'the service certificate has no readable common name', {hint: 'pass the PEM certificate iotctl issued (`certs issue --operator`)'})
+}
+
+/**
+ * `iotctl serve`: the long-lived services against external infrastructure. With `broker` the
+ * embedded broker runs here and the ingest sits in its publish path (as in `dev up`); `ingest`
+ * alone subscribes to an external broker (Mosquitto, EMQX, HiveMQ) with a persistent session.
+ */
+export async function startServices(options: ServeOptions): Promise<RunningServices> {
+  const want = new Set(options.components)
+  const stops: Array<() => Promise<void>> = []
+  const stopAll = async () => {
+    for (const stop of stops.reverse()) await stop()
+  }
+  try {
+    let broker: RunningBroker | undefined
+    let telemetry: TelemetryService | undefined
+    let ingest: RunningMqttIngest | undefined
+    if (want.has('broker')) {
+      const b = options.broker
+      if (!b) throw usageError('E_BROKER_OPTIONS', 'the broker component needs a CA directory and its passphrase', {hint: 'pass --ca-dir and --passphrase-file (or IOTCTL_CA_PASSPHRASE)'})
+      telemetry = want.has('ingest') ? createTelemetryService(options.db, (line) => options.log('ingest', line)) : undefined
+      broker = await startBroker({
+        db: options.db, caDir: b.caDir, passphrase: b.passphrase, host: b.host, devicePort: b.devicePort, servicePort: b.servicePort,
+        maxPacketBytes: b.maxPacketBytes, log: (line) => options.log('broker', line),
+        ...(telemetry ? {beforeAck: telemetry.handle, onPresence: (id: string, online: boolean) => void telemetry!.presence(id, online)} : {}),
+      })
+      // Close the broker first (it stores what it took), then the ingest's last batch.
+      stops.push(async () => telemetry?.flush())
+      stops.push(() => broker!.close())
+      options.log('broker', `MQTT over TLS: devices on ${b.host}:${broker.devicePort}, services on ${b.host}:${broker.servicePort}`)
+    } else if (want.has('ingest')) {
+      const i = options.ingest
+      if (!i?.brokerUrl) throw usageError('E_BROKER_URL', 'the ingest needs a broker to subscribe to', {hint: 'pass --broker-url mqtts://HOST:PORT (or add the broker component)'})
+      if (i.brokerUrl.startsWith('mqtts:') && !i.tls) {
+        throw usageError('E_IDENTITY', 'mqtts:// needs a service identity', {hint: 'pass --identity DIR from `iotctl certs issue --operator ingest-1 --out DIR`'})
+      }
+      const clientId = i.clientId ?? (i.tls ? commonName(i.tls.cert) : 'iotctl-ingest')
+      ingest = await startMqttIngest({db: options.db, brokerUrl: i.brokerUrl, clientId, tls: i.tls, shared: i.shared,
+        protocolVersion: i.protocolVersion, log: (line) => options.log('ingest', line)})
+      telemetry = ingest.telemetry
+      stops.push(() => ingest!.stop())
+    }
+    return {
+      components: options.components,
+      broker: broker ? {devicePort: broker.devicePort, servicePort: broker.servicePort} : undefined,
+      ingest: want.has('ingest') ? (broker ? {mode: 'in-broker'} : {mode: 'subscriber', clientId: options.ingest?.clientId}) : undefined,
+      telemetry,
+      stop: stopAll,
+    }
+  } catch (error) {
+    await stopAll().catch(() => undefined)
+    throw error
+  }
+}
