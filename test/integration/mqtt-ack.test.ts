@@ -27,7 +27,7 @@ describe('acknowledgeAfter: QoS 1 PUBACK only after the handler resolved', () =>
 
   afterAll(async () => {
     await Promise.all(clients.map((c) => c.endAsync(true)))
-    await new Promise((r) => broker.close(r))
+    await new Promise<void>((r) => broker.close(() => r()))
     await new Promise((r) => server.close(r))
   })
 
