@@ -45,7 +45,7 @@ A stop (SIGTERM) stores and acknowledges everything taken; a crash loses nothing
     const caDir = components.includes('broker') ? await resolveCaDir({caDir: f['ca-dir'], context: f.context}) : undefined
     const services = await startServices({
       components,
-      db: await this.ctx.database(),
+      database: () => this.ctx.database(),
       log: (service, line) => notice(`[${service}] ${line}`),
       broker: caDir ? {caDir, passphrase: await caPassphrase(f['passphrase-file'], {caDir}), host: f.bind, devicePort: f['mqtt-port'],
         servicePort: f['service-port'], maxPacketBytes: f['max-packet-size']} : undefined,

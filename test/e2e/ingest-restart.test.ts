@@ -26,14 +26,17 @@ describe('ingest worker killed and restarted under load', () => {
   let workerLog = ''
 
   beforeAll(async () => {
-    world = await pkiWorld({prefix: 'ingest-restart', devices: ids, operators: ['ingest-1']})
+    world = await pkiWorld({prefix: 'ingest-restart', devices: ids, operators: ['ingest-1', 'ingest-2']})
     mosquitto = await startMosquitto(world)
+    for (const name of ['ingest-1', 'ingest-2']) {
+      const dir = join(world.dir, name)
+      const identity = world.certs.get(name)!
+      await mkdir(dir, {recursive: true})
+      await writeFile(join(dir, 'operator.crt'), identity.certificate)
+      await writeFile(join(dir, 'operator.key'), identity.private_key!, {mode: 0o600})
+      await writeFile(join(dir, 'chain.pem'), identity.chain)
+    }
     identityDir = join(world.dir, 'ingest-1')
-    const identity = world.certs.get('ingest-1')!
-    await mkdir(identityDir, {recursive: true})
-    await writeFile(join(identityDir, 'operator.crt'), identity.certificate)
-    await writeFile(join(identityDir, 'operator.key'), identity.private_key!, {mode: 0o600})
-    await writeFile(join(identityDir, 'chain.pem'), identity.chain)
   }, 120_000)
 
   afterAll(async () => {
@@ -44,18 +47,20 @@ describe('ingest worker killed and restarted under load', () => {
   })
 
   /** Start `iotctl serve --components ingest`; resolves once it reports ready on stderr. */
-  function startWorker(): Promise<ChildProcess> {
+  function startWorker(identity = identityDir, extra: string[] = [], onLog: (text: string) => void = (t) => (workerLog += t)): Promise<ChildProcess> {
     const env: NodeJS.ProcessEnv = {...process.env, CI: 'true', NO_COLOR: '1'}
     delete env.NODE_ENV // else oclif would load src/ through tsx
     const child = spawn(process.execPath, [BIN, 'serve', '--components', 'ingest', '--broker-url', `mqtts://127.0.0.1:${mosquitto.servicePort}`,
-      '--identity', identityDir, '--database-url', world.db.url, '-o', 'json'], {env, stdio: ['ignore', 'pipe', 'pipe']})
+      '--identity', identity, '--database-url', world.db.url, '-o', 'json', ...extra], {env, stdio: ['ignore', 'pipe', 'pipe']})
+    let log = ''
     return new Promise((resolve, reject) => {
       child.stderr!.on('data', (d: Buffer) => {
-        workerLog += d
-        if (workerLog.includes('[serve] ready')) resolve(child)
+        log += d
+        onLog(String(d))
+        if (log.includes('[serve] ready')) resolve(child)
       })
-      child.once('exit', (code) => reject(new Error(`iotctl serve exited with ${code} before it was ready:\n${workerLog}`)))
-      setTimeout(() => reject(new Error(`iotctl serve not ready after 30 s:\n${workerLog}`)), 30_000).unref()
+      child.once('exit', (code) => reject(new Error(`iotctl serve exited with ${code} before it was ready:\n${log}`)))
+      setTimeout(() => reject(new Error(`iotctl serve not ready after 30 s:\n${log}`)), 30_000).unref()
     })
   }
 
@@ -81,7 +86,15 @@ describe('ingest worker killed and restarted under load', () => {
     }))
     for (const at of [0.2, 0.45, 0.7]) {
       await expect.poll(() => acknowledged, {timeout: 120_000, interval: 20}).toBeGreaterThanOrEqual(at * DEVICES * MESSAGES)
+      // Stall the database first, so the worker surely holds messages it has taken but not
+      // stored when it dies: with a PUBACK before the commit, those would be lost.
+      const stall = await world.db.pool.connect()
+      await stall.query('BEGIN')
+      await stall.query('LOCK TABLE telemetry IN SHARE MODE')
+      await new Promise((r) => setTimeout(r, 500))
       await crash(worker)
+      await stall.query('ROLLBACK')
+      stall.release()
       await new Promise((r) => setTimeout(r, 300))
       worker = await startWorker()
     }
@@ -100,4 +113,29 @@ describe('ingest worker killed and restarted under load', () => {
     expect(await exited).toBe(0)
     expect(await count('SELECT count(*) AS n FROM telemetry')).toBe(total)
   }, 300_000)
+
+  it('two --shared workers split the stream: every message stored once, each worker took a share', async () => {
+    const logs = ['', '']
+    const workers = await Promise.all(['ingest-1', 'ingest-2'].map((name, n) =>
+      startWorker(join(world.dir, name), ['--shared'], (t) => (logs[n] += t))))
+    const T1 = Date.now() - 2 * 86_400_000 // a range of its own
+    const senders = clients.slice(0, 50)
+    await Promise.all(senders.map(async (client, n) => {
+      for (let i = 0; i < 200; i += 20) {
+        await Promise.all(Array.from({length: 20}, (_, j) => client.publishAsync(`devices/${ids[n]}/telemetry`,
+          JSON.stringify({ts: T1 + (i + j) * 1000, seq: i + j, metrics: {v: 1}}), {qos: 1})))
+      }
+    }))
+    const inRange = `SELECT count(*) AS n FROM telemetry WHERE ts < to_timestamp(${(T1 + 86_400_000) / 1000})`
+    await expect.poll(() => count(inRange), {timeout: 60_000, interval: 250}).toBe(50 * 200)
+    await Promise.all(workers.map((w) => {
+      const exited = new Promise((resolve) => w.once('exit', resolve))
+      w.kill('SIGTERM')
+      return exited
+    }))
+    const taken = logs.map((log) => Number(/stopped after (\d+) messages/.exec(log)?.[1] ?? NaN))
+    expect(taken.every((n) => n > 0), logs.join('\n')).toBe(true)
+    expect(taken[0]! + taken[1]!).toBe(50 * 200)
+    expect(logs[0]).toContain('$share/iotctl-ingest/devices/+/telemetry')
+  }, 120_000)
 })

@@ -23,7 +23,8 @@ export function parseComponents(text: string): ServeComponent[] {
 
 export interface ServeOptions {
   components: ServeComponent[]
-  db: Database
+  /** Opened after the options are checked, so bad input never waits for a database. */
+  database: () => Promise<Database>
   log: (service: string, line: string) => void
   /** For `broker`: the CA directory and key passphrase, listeners. */
   broker?: {caDir: string; passphrase: string; host: string; devicePort: number; servicePort: number; maxPacketBytes: number}
@@ -63,12 +64,27 @@ export function commonName(certPem: string): string {
   throw invalidInput('E_CERTIFICATE', 'the service certificate has no readable common name', {hint: 'pass the PEM certificate iotctl issued (`certs issue --operator`)'})
 }
 
+/** Everything that can be wrong with the options, before any connection is made. */
+export function checkServeOptions(options: Pick<ServeOptions, 'components' | 'broker' | 'ingest'>): void {
+  if (options.components.includes('broker')) {
+    if (!options.broker) throw usageError('E_BROKER_OPTIONS', 'the broker component needs a CA directory and its passphrase', {hint: 'pass --ca-dir and --passphrase-file (or IOTCTL_CA_PASSPHRASE)'})
+    return
+  }
+  const i = options.ingest
+  if (!i?.brokerUrl) throw usageError('E_BROKER_URL', 'the ingest needs a broker to subscribe to', {hint: 'pass --broker-url mqtts://HOST:PORT (or add the broker component)'})
+  if (!/^mqtts?:\/\//.test(i.brokerUrl)) throw invalidInput('E_BROKER_URL', `--broker-url must be mqtt:// or mqtts://, not ${JSON.stringify(i.brokerUrl.split(':')[0])}`, {hint: 'e.g. mqtts://mqtt.example.com:8884'})
+  if (i.brokerUrl.startsWith('mqtts:') && !i.tls) {
+    throw usageError('E_IDENTITY', 'mqtts:// needs a service identity', {hint: 'pass --identity DIR from `iotctl certs issue --operator ingest-1 --out DIR`'})
+  }
+}
+
 /**
  * `iotctl serve`: the long-lived services against external infrastructure. With `broker` the
  * embedded broker runs here and the ingest sits in its publish path (as in `dev up`); `ingest`
  * alone subscribes to an external broker (Mosquitto, EMQX, HiveMQ) with a persistent session.
  */
 export async function startServices(options: ServeOptions): Promise<RunningServices> {
+  checkServeOptions(options)
   const want = new Set(options.components)
   const stops: Array<() => Promise<void>> = []
   const stopAll = async () => {
@@ -79,11 +95,11 @@ export async function startServices(options: ServeOptions): Promise<RunningServi
     let telemetry: TelemetryService | undefined
     let ingest: RunningMqttIngest | undefined
     if (want.has('broker')) {
-      const b = options.broker
-      if (!b) throw usageError('E_BROKER_OPTIONS', 'the broker component needs a CA directory and its passphrase', {hint: 'pass --ca-dir and --passphrase-file (or IOTCTL_CA_PASSPHRASE)'})
-      telemetry = want.has('ingest') ? createTelemetryService(options.db, (line) => options.log('ingest', line)) : undefined
+      const b = options.broker!
+      const db = await options.database()
+      telemetry = want.has('ingest') ? createTelemetryService(db, (line) => options.log('ingest', line)) : undefined
       broker = await startBroker({
-        db: options.db, caDir: b.caDir, passphrase: b.passphrase, host: b.host, devicePort: b.devicePort, servicePort: b.servicePort,
+        db, caDir: b.caDir, passphrase: b.passphrase, host: b.host, devicePort: b.devicePort, servicePort: b.servicePort,
         maxPacketBytes: b.maxPacketBytes, log: (line) => options.log('broker', line),
         ...(telemetry ? {beforeAck: telemetry.handle, onPresence: (id: string, online: boolean) => void telemetry!.presence(id, online)} : {}),
       })
@@ -92,16 +108,19 @@ export async function startServices(options: ServeOptions): Promise<RunningServi
       stops.push(() => broker!.close())
       options.log('broker', `MQTT over TLS: devices on ${b.host}:${broker.devicePort}, services on ${b.host}:${broker.servicePort}`)
     } else if (want.has('ingest')) {
-      const i = options.ingest
-      if (!i?.brokerUrl) throw usageError('E_BROKER_URL', 'the ingest needs a broker to subscribe to', {hint: 'pass --broker-url mqtts://HOST:PORT (or add the broker component)'})
-      if (i.brokerUrl.startsWith('mqtts:') && !i.tls) {
-        throw usageError('E_IDENTITY', 'mqtts:// needs a service identity', {hint: 'pass --identity DIR from `iotctl certs issue --operator ingest-1 --out DIR`'})
-      }
+      const i = options.ingest!
       const clientId = i.clientId ?? (i.tls ? commonName(i.tls.cert) : 'iotctl-ingest')
-      ingest = await startMqttIngest({db: options.db, brokerUrl: i.brokerUrl, clientId, tls: i.tls, shared: i.shared,
+      ingest = await startMqttIngest({db: await options.database(), brokerUrl: i.brokerUrl, clientId, tls: i.tls, shared: i.shared,
         protocolVersion: i.protocolVersion, log: (line) => options.log('ingest', line)})
       telemetry = ingest.telemetry
       stops.push(() => ingest!.stop())
+    }
+    if (telemetry) {
+      const t = telemetry
+      stops.unshift(async () => {
+        const s = t.ingest.stats
+        options.log('ingest', `stopped after ${s.messages} messages: ${s.inserted} new points stored, ${s.points - s.inserted} duplicates ignored, ${s.rejected} rejected`)
+      })
     }
     return {
       components: options.components,

@@ -54,6 +54,10 @@ export async function startMqttIngest(options: MqttIngestOptions): Promise<Runni
         hint: 'the service identity needs read access to devices/# (see `iotctl broker config mosquitto`), and --shared needs a broker with shared subscriptions',
       })
     }
+    // The session is persistent: a worker switched between shared and not keeps its old
+    // subscription at the broker, and would get every message twice. Drop the other form.
+    const other = INGEST_TOPICS.map((t) => (options.shared ? t : `$share/${INGEST_SHARE_GROUP}/${t}`))
+    await managed.client.unsubscribeAsync(other)
   } catch (error) {
     await managed.close().catch(() => undefined)
     throw error
