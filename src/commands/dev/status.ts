@@ -1,25 +1,31 @@
 import {BaseCommand} from '../../lib/cli/base-command.js'
-import {devStatus, type DevStatus} from '../../lib/stack/index.js'
+import {devStatus, serviceRows} from '../../lib/stack/index.js'
+
+type Row = ReturnType<typeof serviceRows>[number]
 
 export default class DevStatusCommand extends BaseCommand<typeof DevStatusCommand> {
-  static override description = 'Show whether the dev stack runs and whether its database answers (exit 3 when not running)'
+  static override description = `Show each service of the dev stack (postgres, broker, ingest): pid, ports and health
+
+postgres is healthy when SELECT 1 answers, the broker when both TLS listeners complete a handshake, the
+ingest when the stack process lives and its heartbeat is fresh. Exit 3 when no stack runs; an unhealthy
+service is a warning (exit 0).`
   static override examples = ['<%= config.bin %> dev status', '<%= config.bin %> dev status -o json']
 
   async run(): Promise<void> {
     const status = await devStatus()
+    for (const [name, service] of Object.entries(status.services)) {
+      if (!service.healthy) this.addWarning(`${name} is unhealthy: ${service.error ?? 'no reason given'}`)
+    }
     await this.render(status, {
-      rows: (r) => [r as DevStatus],
-      name: () => 'stack/dev',
+      rows: () => serviceRows(status),
+      name: (r: Row) => `service/${r.service}`,
       columns: [
-        {header: 'RUNNING', get: (s) => s.running},
-        {header: 'PID', get: (s) => s.pid},
-        {header: 'DATABASE', get: (s) => s.database?.url},
-        {header: 'REACHABLE', get: (s) => s.database?.reachable},
-        {header: 'POSTGRES', get: (s) => s.database?.version},
-        {header: 'MQTT', get: (s) => s.broker?.mqtt_url},
-        {header: 'STARTED', get: (s) => s.startedAt},
+        {header: 'SERVICE', get: (r: Row) => r.service},
+        {header: 'PID', get: (r: Row) => r.pid},
+        {header: 'PORTS', get: (r: Row) => r.ports},
+        {header: 'HEALTH', get: (r: Row) => r.health},
+        {header: 'DETAIL', get: (r: Row) => r.detail},
       ],
     })
-    if (status.database && !status.database.reachable) this.addWarning(`the database does not answer: ${status.database.error}`)
   }
 }

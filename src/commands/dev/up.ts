@@ -1,37 +1,49 @@
 import {Flags} from '../../lib/cli/oclif.js'
 import {BaseCommand} from '../../lib/cli/base-command.js'
+import {parseDuration} from '../../lib/cli/duration.js'
 import {notice} from '../../lib/cli/progress.js'
+import {canAnimate} from '../../lib/cli/terminal.js'
 import {maskUrl} from '../../lib/core/url.js'
 import type {StackRecord} from '../../lib/config/stack-record.js'
-import {startDetached, startDevStack, type RunningStack} from '../../lib/stack/index.js'
+import {isDetachedChild, startDetached, startDevStack, type RunningStack} from '../../lib/stack/index.js'
 
 export default class DevUp extends BaseCommand<typeof DevUp> {
   static override description = `Start the local development stack: an embedded PostgreSQL with its data under $IOTCTL_HOME/dev/
 
-In the foreground it runs until Ctrl-C; with --detach it starts in the background and returns when ready.
-While it runs, every other command finds it without flags.`
-  static override examples = ['<%= config.bin %> dev up --detach', '<%= config.bin %> dev up   # foreground, Ctrl-C stops it']
+In the foreground it runs until Ctrl-C, printing every service's log lines and, at a terminal, a live summary
+line (connections, messages/s, ingest lag, errors); without a terminal a plain summary line every
+--summary-interval. With --detach it starts in the background and returns when ready; the summary lines go
+to its log (\`iotctl dev logs stack\`). While it runs, every other command finds it without flags.`
+  static override examples = ['<%= config.bin %> dev up --detach', '<%= config.bin %> dev up   # foreground, Ctrl-C stops it',
+    '<%= config.bin %> dev up --detach --summary-interval 1m']
   static override flags = {
     detach: Flags.boolean({char: 'd', description: 'run in the background and return once ready'}),
     'db-port': Flags.integer({description: 'PostgreSQL port on 127.0.0.1 (0: reuse the last one, else any free port)', default: 0, min: 0, max: 65_535}),
     'mqtt-port': Flags.integer({description: 'MQTT over TLS port for devices on 127.0.0.1 (0: any free port)', default: 8883, min: 0, max: 65_535}),
     'service-port': Flags.integer({description: 'MQTT over TLS port for services and the CLI (0: any free port)', default: 8884, min: 0, max: 65_535}),
     'max-packet-size': Flags.integer({description: 'largest MQTT packet accepted, in bytes; larger ones close the connection', default: 65_536, min: 128, max: 268_435_455}),
+    'summary-interval': Flags.string({description: 'how often a plain summary line is logged when no terminal shows the live one (0s: never)', default: '10s'}),
   }
 
   async run(): Promise<void> {
+    const summaryEveryMs = parseDuration(this.flags['summary-interval'], '--summary-interval')
     if (this.flags.detach) {
       const record = await startDetached(['--db-port', String(this.flags['db-port']), '--mqtt-port', String(this.flags['mqtt-port']),
-        '--service-port', String(this.flags['service-port']), '--max-packet-size', String(this.flags['max-packet-size'])])
+        '--service-port', String(this.flags['service-port']), '--max-packet-size', String(this.flags['max-packet-size']),
+        '--summary-interval', this.flags['summary-interval']])
       await this.render(summary(record, true), view)
       if (!this.machineOutput) notice(record.alreadyRunning ? 'the dev stack was already running' : 'stop it with `iotctl dev down`')
       return
     }
+    // The background process of --detach: its stderr is the stack's log file, which the stack writes itself.
+    const background = isDetachedChild()
     const stack = await startDevStack({dbPort: this.flags['db-port'], mqttPort: this.flags['mqtt-port'], servicePort: this.flags['service-port'],
-      maxPacketBytes: this.flags['max-packet-size'],
-      log: (line) => notice(`[stack] ${line}`)})
-    await this.render(summary(stack.record, false), view)
-    notice('[stack] ready; press Ctrl-C to stop')
+      maxPacketBytes: this.flags['max-packet-size'], summaryEveryMs, echo: background ? undefined : notice,
+      live: !background && canAnimate() ? {write: (text) => process.stderr.write(text), columns: () => process.stderr.columns} : undefined})
+    if (!background) {
+      await this.render(summary(stack.record, false), view)
+      notice('press Ctrl-C to stop')
+    }
     await waitForSignal(stack)
   }
 }
@@ -57,13 +69,7 @@ const view = {
 /** Stop cleanly on SIGINT/SIGTERM: PostgreSQL gets a fast shutdown, the record is removed. */
 async function waitForSignal(stack: RunningStack): Promise<void> {
   await new Promise<void>((resolve) => {
-    const stop = (signal: NodeJS.Signals) => {
-      notice(`[stack] ${signal}: stopping`)
-      void stack.stop().then(() => {
-        notice('[stack] stopped')
-        resolve()
-      })
-    }
+    const stop = (signal: NodeJS.Signals) => void stack.stop(signal).then(resolve)
     process.once('SIGINT', stop)
     process.once('SIGTERM', stop)
   })

@@ -13,7 +13,8 @@ export interface DevBrokerOptions {
   mqttPort: number
   servicePort: number
   maxPacketBytes?: number
-  log: (line: string) => void
+  /** Each service's log: the broker (CA, listeners, refusals) and the telemetry ingest. */
+  logs: {broker: (line: string) => void; ingest: (line: string) => void}
 }
 
 const exists = (path: string) => stat(path).then(() => true, () => false)
@@ -44,22 +45,22 @@ export async function startDevBroker(options: DevBrokerOptions): Promise<{broker
   const caExists = await exists(join(caDir, 'root.crt'))
   const passphrase = await devPassphrase(caDir, caExists)
   if (!caExists) {
-    options.log(`creating a CA in ${caDir}`)
+    options.logs.broker(`creating a CA in ${caDir}`)
     await initCa({dir: caDir, keyType: 'ec-p256', passphrase, sans: [], force: false})
     if (!process.env.IOTCTL_CA_PASSPHRASE) await writeFile(join(caDir, 'dev-passphrase'), passphrase + '\n', {mode: 0o600})
   }
   await publishCrls(options.db, {caDir, passphrase})
   // The ingest runs inside the broker's publish path: PUBACK only after the commit.
-  const telemetry = createTelemetryService(options.db, options.log)
+  const telemetry = createTelemetryService(options.db, options.logs.ingest)
   const broker = await startBroker({
     beforeAck: (topic, payload) => telemetry.handle(topic, payload),
     onPresence: (deviceId, online) => void telemetry.presence(deviceId, online),
-    db: options.db, caDir, passphrase, devicePort: options.mqttPort, servicePort: options.servicePort, maxPacketBytes: options.maxPacketBytes, log: options.log,
+    db: options.db, caDir, passphrase, devicePort: options.mqttPort, servicePort: options.servicePort, maxPacketBytes: options.maxPacketBytes, log: options.logs.broker,
     onDeviceAuthenticated: async (identity) => {
       const superseded = await supersedePredecessors(options.db.pool, identity.serial)
-      if (superseded.length > 0) options.log(`${identity.name} connected with a rotated certificate; superseded ${superseded.join(', ')}`)
+      if (superseded.length > 0) options.logs.broker(`${identity.name} connected with a rotated certificate; superseded ${superseded.join(', ')}`)
     },
   })
-  options.log(`MQTT over TLS: devices on 127.0.0.1:${broker.devicePort}, services on 127.0.0.1:${broker.servicePort}`)
+  options.logs.broker(`MQTT over TLS: devices on 127.0.0.1:${broker.devicePort}, services on 127.0.0.1:${broker.servicePort}`)
   return {broker, caDir, telemetry}
 }

@@ -6,7 +6,9 @@ import {DEV_SERVICES, devPaths, type DevService} from './paths.js'
 
 export function assertService(name: string): DevService {
   if (!(DEV_SERVICES as readonly string[]).includes(name)) {
-    throw invalidInput('E_SERVICE', `unknown service ${JSON.stringify(name)}`, {hint: `choose one of: ${DEV_SERVICES.join(', ')}`})
+    throw invalidInput('E_SERVICE', `unknown service ${JSON.stringify(name)}: the dev stack has ${DEV_SERVICES.join(', ')}`, {
+      hint: `name one of them (\`iotctl dev logs broker -f\`), or none for all`,
+    })
   }
   return name as DevService
 }
@@ -21,7 +23,7 @@ async function copyRange(file: string, start: number, end: number, write: (chunk
 }
 
 /**
- * Print a service's log (all services, each prefixed, when none is named). With `follow`, keep
+ * Print a service's log (all services one after the other, each line prefixed, when none is named). With `follow`, keep
  * printing what is appended until `signal` aborts (Ctrl-C), like `tail -f`.
  */
 export async function devLogs(options: {service?: DevService; follow: boolean; write: (chunk: string) => void; signal?: AbortSignal; home?: string}): Promise<void> {

@@ -10,6 +10,8 @@ import {migrate} from '../db/migrate.js'
 import {startEmbeddedPostgres} from '../db/embedded.js'
 import {devPaths} from './paths.js'
 import {startDevBroker} from './dev-broker.js'
+import {liveLine, logSink, startMonitor} from './dev-monitor.js'
+import type {StackSample} from './summary.js'
 
 export interface DevUpOptions {
   home?: string
@@ -19,13 +21,22 @@ export interface DevUpOptions {
   mqttPort: number
   servicePort: number
   maxPacketBytes?: number
-  log: (line: string) => void
+  /**
+   * A person watching a foreground `dev up`: each service's lines (in its log file anyway) are
+   * echoed here, prefixed `[service] `. Unset in the process `dev up --detach` starts, whose
+   * stderr already is the stack's log file.
+   */
+  echo?: (line: string) => void
+  /** At a terminal: raw output for the summary line rewritten in place every second. */
+  live?: {write: (text: string) => void; columns?: () => number | undefined}
+  /** A plain summary line in the stack's log this often, in ms (0: never; default 10 s). */
+  summaryEveryMs?: number
 }
 
 export interface RunningStack {
   record: StackRecord
-  /** Resolves when the stack has stopped (after stop() or a signal). */
-  stop(): Promise<void>
+  /** Stop everything (`reason`, e.g. the signal, is logged); resolves when the stack has stopped. */
+  stop(reason?: string): Promise<void>
 }
 
 interface Secrets {
@@ -72,24 +83,39 @@ export async function startDevStack(options: DevUpOptions): Promise<RunningStack
   const paths = devPaths(home)
   await mkdir(paths.logs, {recursive: true, mode: 0o700})
   const release = await lockStack(paths.root, home)
+  const live = options.live ? liveLine(options.live.write) : undefined
+  const echo = options.echo && ((line: string) => (live ? live.around(() => options.echo!(line)) : options.echo!(line)))
+  const sinks = {stack: logSink(paths.log('stack'), 'stack', echo), broker: logSink(paths.log('broker'), 'broker', echo),
+    ingest: logSink(paths.log('ingest'), 'ingest', echo)}
+  const log = sinks.stack.log
+  const closeLogs = () => Promise.all(Object.values(sinks).map((sink) => sink.close()))
   const pgLog = createWriteStream(paths.log('postgres'), {flags: 'a'})
   try {
     const secrets = await loadSecrets(paths.secrets)
-    options.log(`starting PostgreSQL (data ${paths.pgData})`)
+    log(`starting PostgreSQL (data ${paths.pgData})`)
     const server = await startEmbeddedPostgres({
       dataDir: paths.pgData,
       port: options.dbPort !== 0 ? options.dbPort : await reusablePort(secrets.port),
       password: secrets.password,
       onLog: (line) => pgLog.write(line.endsWith('\n') ? line : line + '\n'),
-      onNotice: options.log,
+      onNotice: log,
     })
     await writeFile(paths.secrets, JSON.stringify({...secrets, port: server.port}), {mode: 0o600})
+    log(`PostgreSQL ${server.version} on 127.0.0.1:${server.port}`)
     const pool = await createPool(server.url, {max: 8})
-    const services = await (async () => {
+    const {services, monitor} = await (async () => {
       const {applied} = await migrate(pool, server.url)
-      if (applied.length > 0) options.log(`applied migrations ${applied.join(', ')}`)
-      return startDevBroker({home, db: {pool, url: server.url}, mqttPort: options.mqttPort,
-        servicePort: options.servicePort, maxPacketBytes: options.maxPacketBytes, log: options.log})
+      if (applied.length > 0) log(`applied migrations ${applied.join(', ')}`)
+      const services = await startDevBroker({home, db: {pool, url: server.url}, mqttPort: options.mqttPort,
+        servicePort: options.servicePort, maxPacketBytes: options.maxPacketBytes, logs: {broker: sinks.broker.log, ingest: sinks.ingest.log}})
+      const monitor = await startMonitor({sample: () => sampleStack(services), heartbeatFile: paths.heartbeat,
+        // At a terminal the live line replaces the periodic one on screen; the last one stays visible.
+        log: live ? sinks.stack.file : log, last: log, everyMs: options.summaryEveryMs ?? 10_000,
+        live: live && {line: live, columns: options.live?.columns}}).catch(async (error) => {
+        await services.broker.close()
+        throw error
+      })
+      return {services, monitor}
     })().catch(async (error) => {
       await pool.end()
       await server.stop()
@@ -104,24 +130,38 @@ export async function startDevStack(options: DevUpOptions): Promise<RunningStack
       broker: {devicePort: services.broker.devicePort, servicePort: services.broker.servicePort, caDir: services.caDir},
     }
     await writeStackRecord(record, home)
+    log(`ready (pid ${process.pid})`)
     let stopping: Promise<void> | undefined
-    const stop = () => {
+    const stop = (reason?: string) => {
       // Remove the record first and synchronously: a signal handler elsewhere may exit the process.
       rmSync(stackRecordFile(home), {force: true})
       // Stop taking messages, store what was acknowledged-pending, then close the database.
-      stopping ??= services.broker.close().then(() => services.telemetry.flush()).then(() => pool.end()).then(() => server.stop()).then(async () => {
-        pgLog.end()
-        await release()
-      })
+      stopping ??= monitor.stop().then(() => log(reason ? `${reason}: stopping` : 'stopping'))
+        .then(() => services.broker.close()).then(() => services.telemetry.flush()).then(() => pool.end()).then(() => server.stop())
+        .then(async () => {
+          log('stopped')
+          pgLog.end()
+          await closeLogs()
+          await release()
+        })
       return stopping
     }
     return {record, stop}
   } catch (error) {
+    sinks.stack.file(`failed to start: ${(error as Error).message}`) // the command prints the error itself
     pgLog.end()
+    await closeLogs()
     await removeStackRecord(home)
     await release().catch(() => undefined)
     throw error
   }
+}
+
+function sampleStack(services: Awaited<ReturnType<typeof startDevBroker>>): StackSample {
+  const {ingest} = services.telemetry
+  const {messages, points, rejected, failures} = ingest.stats
+  return {at: Date.now(), connections: services.broker.connections(), messages, points, rejected, failures,
+    pendingPoints: ingest.pendingPoints, oldestPendingAt: ingest.oldestPendingAt}
 }
 
 async function reusablePort(previous: number | undefined): Promise<number> {

@@ -1,5 +1,5 @@
 export {startDevStack, type RunningStack} from './dev-up.js'
-export {devDown, devReset, devStatus, runningStack, startDetached, type DevStatus} from './dev-control.js'
+export {devDown, devReset, devStatus, isDetachedChild, runningStack, serviceRows, startDetached, type DevStatus} from './dev-control.js'
 export {assertService, devLogs} from './dev-logs.js'
 export {DEV_SERVICES, devPaths} from './paths.js'
 export {parseComponents, readIdentityDir, SERVE_COMPONENTS, startServices, type RunningServices, type ServeComponent} from './serve.js'

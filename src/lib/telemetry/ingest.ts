@@ -19,6 +19,8 @@ export interface IngestStats {
   inserted: number
   rejected: number
   batches: number
+  /** Write attempts that failed (each is retried; the messages stay unacknowledged meanwhile). */
+  failures: number
 }
 
 interface Waiting {
@@ -34,7 +36,7 @@ interface Waiting {
  * RunningBroker.subscribe.)
  */
 export class TelemetryIngest {
-  readonly stats: IngestStats = {messages: 0, points: 0, inserted: 0, rejected: 0, batches: 0}
+  readonly stats: IngestStats = {messages: 0, points: 0, inserted: 0, rejected: 0, batches: 0, failures: 0}
   private waiting: Waiting[] = []
   private waitingPoints = 0
   private timer: NodeJS.Timeout | undefined
@@ -43,6 +45,9 @@ export class TelemetryIngest {
   private readonly maxDelayMs: number
   private readonly highWatermark: number
   private inFlightPoints = 0
+  /** When the first message now waiting was accepted, and the same for each batch handed to the writer (oldest first). */
+  private waitingSince: number | undefined
+  private readonly writingSince: number[] = []
 
   constructor(private readonly options: IngestOptions) {
     this.maxPoints = options.maxPoints ?? 2000
@@ -55,6 +60,16 @@ export class TelemetryIngest {
     return this.inFlightPoints > this.highWatermark
   }
 
+  /** Points accepted but not committed yet (waiting for a batch or being written). */
+  get pendingPoints(): number {
+    return this.inFlightPoints
+  }
+
+  /** Epoch milliseconds at which the oldest message not committed yet was accepted; undefined when none waits. */
+  get oldestPendingAt(): number | undefined {
+    return this.writingSince[0] ?? this.waitingSince
+  }
+
   /** Validate and queue one message; resolves when stored (or at once when it is rejected). */
   accept(deviceId: string, payload: Buffer): Promise<void> {
     this.stats.messages++
@@ -65,6 +80,7 @@ export class TelemetryIngest {
       return Promise.resolve() // dropped, counted and logged; it must not block anything else
     }
     return new Promise((resolve) => {
+      if (this.waiting.length === 0) this.waitingSince = Date.now()
       this.waiting.push({points: parsed.points, resolve})
       this.waitingPoints += parsed.points.length
       this.inFlightPoints += parsed.points.length
@@ -81,6 +97,8 @@ export class TelemetryIngest {
     this.waiting = []
     this.waitingPoints = 0
     if (batch.length === 0) return this.flushing
+    this.writingSince.push(this.waitingSince ?? Date.now())
+    this.waitingSince = undefined
     this.flushing = this.flushing.then(() => this.write(batch))
     return this.flushing
   }
@@ -94,9 +112,11 @@ export class TelemetryIngest {
         this.stats.inserted += inserted
         this.stats.batches++
         this.inFlightPoints -= points.length
+        this.writingSince.shift()
         for (const w of batch) w.resolve()
         return
       } catch (error) {
+        this.stats.failures++
         const delay = Math.min(30_000, 100 * 2 ** attempt) * Math.random() // full jitter
         this.options.log?.(`telemetry write failed (${(error as Error).message}); retrying in ${Math.round(delay)} ms`)
         await new Promise((r) => setTimeout(r, delay))
