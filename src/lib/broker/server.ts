@@ -49,6 +49,8 @@ export interface RunningBroker {
    * paces delivery. Work that must happen before the PUBACK belongs in `beforeAck`.
    */
   subscribe(topic: string, handler: (topic: string, payload: Buffer, done: () => void) => void): Promise<void>
+  /** Publish as the broker itself (services in this process: shadow deltas, answers). */
+  publish(topic: string, payload: string | Buffer, options: {qos: 0 | 1; retain: boolean}): Promise<void>
   /** Re-read the CRLs (after `certs crl`) into both listeners. */
   reloadCrls(): Promise<void>
   close(): Promise<void>
@@ -187,6 +189,9 @@ export async function startBroker(options: BrokerOptions): Promise<RunningBroker
     connections: () => live.size,
     subscribe: (topic, handler) => new Promise<void>((resolve) => {
       broker.subscribe(topic, (packet, done) => handler(packet.topic, Buffer.from(packet.payload as Buffer), () => done()), () => resolve())
+    }),
+    publish: (topic, payload, {qos, retain}) => new Promise<void>((resolve, reject) => {
+      broker.publish({cmd: 'publish', topic, payload: Buffer.from(payload), qos, retain, dup: false}, (error) => (error ? reject(error) : resolve()))
     }),
     reloadCrls,
     close: async () => {

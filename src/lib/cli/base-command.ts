@@ -16,12 +16,14 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
   static override baseFlags = globalFlags
   protected flags!: BaseFlags<T>
   protected args!: BaseArgs<T>
+  /** Every positional argument, for commands with `strict = false` (e.g. `shadow set ID k=v…`). */
+  protected positionals: string[] = []
   protected readonly warnings: string[] = []
   private appContext?: AppContext
 
   public override async init(): Promise<void> {
     await super.init()
-    const {args, flags} = await this.parse({
+    const {args, flags, argv} = await this.parse({
       flags: this.ctor.flags,
       baseFlags: (super.ctor as typeof BaseCommand).baseFlags,
       args: this.ctor.args,
@@ -29,6 +31,7 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     })
     this.flags = flags as BaseFlags<T>
     this.args = args as BaseArgs<T>
+    this.positionals = argv as string[]
     if (this.flags.debug) process.env.IOTCTL_DEBUG = '1'
   }
 

@@ -84,6 +84,11 @@ function requirementsFor(options: ListOptions): Requirement[] {
   return reqs
 }
 
+/** The SQL condition on `devices` for a selection (selector and shorthand flags), for other domains. */
+export function deviceSelectionSql(options: Pick<ListOptions, 'selector' | 'type' | 'status' | 'firmware'>, params: unknown[]): string {
+  return compileSelector(requirementsFor(options as ListOptions), params)
+}
+
 /**
  * Keyset pagination on the primary key (never OFFSET): a page costs the same at row 900,000 as at
  * row 0, and rows inserted meanwhile never shift or repeat what the cursor already passed.

@@ -5,6 +5,7 @@ import {notFound} from '../core/errors.js'
 import type {Database} from '../db/pool.js'
 import {startBroker, type RunningBroker} from '../broker/server.js'
 import {initCa, publishCrls, supersedePredecessors} from '../pki/index.js'
+import {createShadowService, type ShadowService} from '../shadow/index.js'
 import {createTelemetryService, type TelemetryService} from '../telemetry/index.js'
 
 export interface DevBrokerOptions {
@@ -13,8 +14,8 @@ export interface DevBrokerOptions {
   mqttPort: number
   servicePort: number
   maxPacketBytes?: number
-  /** Each service's log: the broker (CA, listeners, refusals) and the telemetry ingest. */
-  logs: {broker: (line: string) => void; ingest: (line: string) => void}
+  /** Each service's log: the broker (CA, listeners, refusals), the telemetry ingest, the shadow sync. */
+  logs: {broker: (line: string) => void; ingest: (line: string) => void; shadow: (line: string) => void}
 }
 
 const exists = (path: string) => stat(path).then(() => true, () => false)
@@ -40,7 +41,7 @@ async function devPassphrase(caDir: string, caExists: boolean): Promise<string> 
 }
 
 /** Ensure a CA (creating one on first `dev up`), publish fresh CRLs, start the embedded broker. */
-export async function startDevBroker(options: DevBrokerOptions): Promise<{broker: RunningBroker; caDir: string; telemetry: TelemetryService}> {
+export async function startDevBroker(options: DevBrokerOptions): Promise<{broker: RunningBroker; caDir: string; telemetry: TelemetryService; shadow: ShadowService}> {
   const caDir = join(options.home, 'ca')
   const caExists = await exists(join(caDir, 'root.crt'))
   const passphrase = await devPassphrase(caDir, caExists)
@@ -50,11 +51,16 @@ export async function startDevBroker(options: DevBrokerOptions): Promise<{broker
     if (!process.env.IOTCTL_CA_PASSPHRASE) await writeFile(join(caDir, 'dev-passphrase'), passphrase + '\n', {mode: 0o600})
   }
   await publishCrls(options.db, {caDir, passphrase})
-  // The ingest runs inside the broker's publish path: PUBACK only after the commit.
+  // The ingest and the shadow sync run inside the broker's publish path: a device's PUBACK comes
+  // after its telemetry is committed, or after its shadow update was applied and answered.
   const telemetry = createTelemetryService(options.db, options.logs.ingest)
+  let shadow: ShadowService | undefined
   const broker = await startBroker({
-    beforeAck: (topic, payload) => telemetry.handle(topic, payload),
-    onPresence: (deviceId, online) => void telemetry.presence(deviceId, online),
+    beforeAck: (topic, payload) => (topic.includes('/shadow/') ? shadow?.handle(topic, payload) ?? Promise.resolve() : telemetry.handle(topic, payload)),
+    onPresence: (deviceId, online) => {
+      void telemetry.presence(deviceId, online)
+      if (online) void shadow?.deviceOnline(deviceId)
+    },
     db: options.db, caDir, passphrase, devicePort: options.mqttPort, servicePort: options.servicePort, maxPacketBytes: options.maxPacketBytes, log: options.logs.broker,
     onDeviceAuthenticated: async (identity) => {
       const superseded = await supersedePredecessors(options.db.pool, identity.serial)
@@ -62,5 +68,7 @@ export async function startDevBroker(options: DevBrokerOptions): Promise<{broker
     },
   })
   options.logs.broker(`MQTT over TLS: devices on 127.0.0.1:${broker.devicePort}, services on 127.0.0.1:${broker.servicePort}`)
-  return {broker, caDir, telemetry}
+  shadow = createShadowService(options.db, broker, options.logs.shadow)
+  await shadow.start()
+  return {broker, caDir, telemetry, shadow}
 }

@@ -86,7 +86,7 @@ export async function startDevStack(options: DevUpOptions): Promise<RunningStack
   const live = options.live ? liveLine(options.live.write) : undefined
   const echo = options.echo && ((line: string) => (live ? live.around(() => options.echo!(line)) : options.echo!(line)))
   const sinks = {stack: logSink(paths.log('stack'), 'stack', echo), broker: logSink(paths.log('broker'), 'broker', echo),
-    ingest: logSink(paths.log('ingest'), 'ingest', echo)}
+    ingest: logSink(paths.log('ingest'), 'ingest', echo), shadow: logSink(paths.log('shadow'), 'shadow', echo)}
   const log = sinks.stack.log
   const closeLogs = () => Promise.all(Object.values(sinks).map((sink) => sink.close()))
   const pgLog = createWriteStream(paths.log('postgres'), {flags: 'a'})
@@ -107,7 +107,7 @@ export async function startDevStack(options: DevUpOptions): Promise<RunningStack
       const {applied} = await migrate(pool, server.url)
       if (applied.length > 0) log(`applied migrations ${applied.join(', ')}`)
       const services = await startDevBroker({home, db: {pool, url: server.url}, mqttPort: options.mqttPort,
-        servicePort: options.servicePort, maxPacketBytes: options.maxPacketBytes, logs: {broker: sinks.broker.log, ingest: sinks.ingest.log}})
+        servicePort: options.servicePort, maxPacketBytes: options.maxPacketBytes, logs: {broker: sinks.broker.log, ingest: sinks.ingest.log, shadow: sinks.shadow.log}})
       const monitor = await startMonitor({sample: () => sampleStack(services), heartbeatFile: paths.heartbeat,
         // At a terminal the live line replaces the periodic one on screen; the last one stays visible.
         log: live ? sinks.stack.file : log, last: log, everyMs: options.summaryEveryMs ?? 10_000,
@@ -137,7 +137,7 @@ export async function startDevStack(options: DevUpOptions): Promise<RunningStack
       rmSync(stackRecordFile(home), {force: true})
       // Stop taking messages, store what was acknowledged-pending, then close the database.
       stopping ??= monitor.stop().then(() => log(reason ? `${reason}: stopping` : 'stopping'))
-        .then(() => services.broker.close()).then(() => services.telemetry.flush()).then(() => pool.end()).then(() => server.stop())
+        .then(() => services.broker.close()).then(() => services.telemetry.flush()).then(() => services.shadow.stop()).then(() => pool.end()).then(() => server.stop())
         .then(async () => {
           log('stopped')
           pgLog.end()
