@@ -54,12 +54,14 @@ export async function startDevBroker(options: DevBrokerOptions): Promise<{broker
   // The ingest and the shadow sync run inside the broker's publish path: a device's PUBACK comes
   // after its telemetry is committed, or after its shadow update was applied and answered.
   const telemetry = createTelemetryService(options.db, options.logs.ingest)
-  let shadow: ShadowService | undefined
+  // The shadow service publishes through the broker, which starts after it: publishing waits for it.
+  const started: {broker?: RunningBroker} = {}
+  const shadow: ShadowService = createShadowService(options.db, {publish: (topic, payload, o) => started.broker!.publish(topic, payload, o)}, options.logs.shadow)
   const broker = await startBroker({
-    beforeAck: (topic, payload) => (topic.includes('/shadow/') ? shadow?.handle(topic, payload) ?? Promise.resolve() : telemetry.handle(topic, payload)),
+    beforeAck: (topic, payload) => (topic.includes('/shadow/') ? shadow.handle(topic, payload) : telemetry.handle(topic, payload)),
     onPresence: (deviceId, online) => {
       void telemetry.presence(deviceId, online)
-      if (online) void shadow?.deviceOnline(deviceId)
+      if (online) void shadow.deviceOnline(deviceId)
     },
     db: options.db, caDir, passphrase, devicePort: options.mqttPort, servicePort: options.servicePort, maxPacketBytes: options.maxPacketBytes, log: options.logs.broker,
     onDeviceAuthenticated: async (identity) => {
@@ -68,7 +70,7 @@ export async function startDevBroker(options: DevBrokerOptions): Promise<{broker
     },
   })
   options.logs.broker(`MQTT over TLS: devices on 127.0.0.1:${broker.devicePort}, services on 127.0.0.1:${broker.servicePort}`)
-  shadow = createShadowService(options.db, broker, options.logs.shadow)
+  started.broker = broker
   await shadow.start()
   return {broker, caDir, telemetry, shadow}
 }
