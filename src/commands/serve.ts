@@ -11,10 +11,12 @@ export default class Serve extends BaseCommand<typeof Serve> {
 
 Components: ${SERVE_COMPONENTS.join(', ')}.
   broker   the embedded MQTT broker (aedes, mutual TLS, the topic contract) on --mqtt-port/--service-port;
-           with ingest, telemetry is stored in its publish path and acknowledged after the commit.
-  ingest   alone: subscribes to --broker-url (Mosquitto, EMQX, HiveMQ) with a persistent QoS 1 session and
-           acknowledges each message after its commit; --shared spreads the load over several workers
-           ($share/iotctl-ingest/...), each with its own identity (--identity DIR).
+           the other components then run in its publish path: a device's PUBACK follows the commit.
+  ingest   telemetry and status into PostgreSQL with rollups.
+  shadow   device shadows: update/get answers, deltas published (retained) after each change and on connect.
+Without broker, ingest and shadow share one persistent QoS 1 session on --broker-url (Mosquitto, EMQX,
+HiveMQ) and acknowledge each message only when it is done; --shared spreads the load over several workers
+($share/iotctl-ingest/..., $share/iotctl-shadow/...), each with its own identity (--identity DIR).
 A stop (SIGTERM) stores and acknowledges everything taken; a crash loses nothing the broker was told is stored.`
   static override examples = [
     '<%= config.bin %> certs issue --operator ingest-1 --out ./ingest-1',
@@ -24,9 +26,9 @@ A stop (SIGTERM) stores and acknowledges everything taken; a crash loses nothing
 
   static override flags = {
     ...pkiFlags,
-    components: Flags.string({description: `comma-separated: ${SERVE_COMPONENTS.join(', ')}`, default: 'broker,ingest', env: 'IOTCTL_COMPONENTS'}),
+    components: Flags.string({description: `comma-separated: ${SERVE_COMPONENTS.join(', ')}`, default: 'broker,ingest,shadow', env: 'IOTCTL_COMPONENTS'}),
     identity: Flags.string({description: 'service identity directory from `certs issue --operator NAME --out DIR` (for mqtts:// brokers)', env: 'IOTCTL_IDENTITY'}),
-    'client-id': Flags.string({description: 'MQTT client id of the ingest (default: the identity\'s name)'}),
+    'client-id': Flags.string({description: 'MQTT client id of the services\' session (default: the identity\'s name)'}),
     shared: Flags.boolean({description: 'subscribe with a shared subscription ($share/iotctl-ingest/…) to share load with other workers'}),
     'mqtt-version': Flags.integer({description: 'MQTT protocol version of the ingest\'s connection', min: 4, max: 5, default: 4}),
     bind: Flags.string({description: 'address the broker listens on', default: '127.0.0.1'}),
@@ -52,7 +54,7 @@ A stop (SIGTERM) stores and acknowledges everything taken; a crash loses nothing
       ingest: {brokerUrl: endpoints.brokerUrl ?? '', tls: f.identity ? await readIdentityDir(f.identity) : undefined, clientId: f['client-id'],
         shared: f.shared, protocolVersion: f['mqtt-version'] === 5 ? 5 : 4},
     })
-    await this.render({status: 'running', pid: process.pid, components, broker: services.broker ?? null, ingest: services.ingest ?? null}, {
+    await this.render({status: 'running', pid: process.pid, components, broker: services.broker ?? null, ingest: services.ingest ?? null, shadow: services.shadow ?? null}, {
       rows: (r) => [r as {pid: number; components: string[]}],
       name: () => 'serve',
       columns: [{header: 'PID', get: (r) => r.pid}, {header: 'COMPONENTS', get: (r) => r.components.join(',')}],

@@ -47,10 +47,10 @@ describe('ingest worker killed and restarted under load', () => {
   })
 
   /** Start `iotctl serve --components ingest`; resolves once it reports ready on stderr. */
-  function startWorker(identity = identityDir, extra: string[] = [], onLog: (text: string) => void = (t) => (workerLog += t)): Promise<ChildProcess> {
+  function startWorker(identity = identityDir, extra: string[] = [], onLog: (text: string) => void = (t) => (workerLog += t), components = 'ingest'): Promise<ChildProcess> {
     const env: NodeJS.ProcessEnv = {...process.env, CI: 'true', NO_COLOR: '1'}
     delete env.NODE_ENV // else oclif would load src/ through tsx
-    const child = spawn(process.execPath, [BIN, 'serve', '--components', 'ingest', '--broker-url', `mqtts://127.0.0.1:${mosquitto.servicePort}`,
+    const child = spawn(process.execPath, [BIN, 'serve', '--components', components, '--broker-url', `mqtts://127.0.0.1:${mosquitto.servicePort}`,
       '--identity', identity, '--database-url', world.db.url, '-o', 'json', ...extra], {env, stdio: ['ignore', 'pipe', 'pipe']})
     let log = ''
     return new Promise((resolve, reject) => {
@@ -106,7 +106,7 @@ describe('ingest worker killed and restarted under load', () => {
     }
     expect(await count('SELECT count(DISTINCT device_id) AS n FROM telemetry')).toBe(DEVICES)
     // The restarts really happened while messages flowed (each start logs its subscription).
-    expect(workerLog.match(/ingest subscribed to/g)?.length).toBe(4)
+    expect(workerLog.match(/\] subscribed to/g)?.length).toBe(4)
     // A graceful stop stores what it took and exits 0.
     const exited = new Promise<number | null>((resolve) => worker!.once('exit', resolve))
     worker.kill('SIGTERM')
@@ -138,4 +138,27 @@ describe('ingest worker killed and restarted under load', () => {
     expect(taken[0]! + taken[1]!).toBe(50 * 200)
     expect(logs[0]).toContain('$share/iotctl-ingest/devices/+/telemetry')
   }, 120_000)
+
+  it('serve --components ingest,shadow on Mosquitto: a device gets its delta, reports, and is in sync', async () => {
+    let log = ''
+    const worker = await startWorker(identityDir, [], (t) => (log += t), 'ingest,shadow')
+    try {
+      const id = ids[0]!
+      const device = clients[0]!
+      const inbox: Array<{topic: string; body: any}> = []
+      device.on('message', (topic, payload) => inbox.push({topic, body: payload.length ? JSON.parse(String(payload)) : null}))
+      await device.subscribeAsync([`devices/${id}/shadow/delta`, `devices/${id}/shadow/update/accepted`], {qos: 1})
+      const {setDesired, getShadow} = await import('../../src/lib/shadow/index.js')
+      await setDesired(world.db, id, {interval: 30})
+      await expect.poll(() => inbox.find((m) => m.topic.endsWith('/shadow/delta') && m.body)?.body, {timeout: 10_000}).toMatchObject({state: {interval: 30}, version: 1})
+      await device.publishAsync(`devices/${id}/shadow/update`, JSON.stringify({state: {reported: {interval: 30}}}), {qos: 1})
+      await expect.poll(() => inbox.find((m) => m.topic.endsWith('/update/accepted'))?.body, {timeout: 10_000}).toMatchObject({version: 2})
+      expect((await getShadow(world.db, id)).state.delta).toBeUndefined()
+    } finally {
+      const exited = new Promise((resolve) => worker.once('exit', resolve))
+      worker.kill('SIGTERM')
+      await exited
+    }
+    expect(log).toMatch(/\[shadow\] stopped: 1 updates accepted/)
+  }, 60_000)
 })

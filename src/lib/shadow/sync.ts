@@ -30,6 +30,10 @@ export interface ShadowService {
 
 const nowSeconds = () => Math.floor(Date.now() / 1000)
 
+/** What the service takes from devices on an external broker (status: republish deltas on "online"). */
+export const SHADOW_TOPICS = ['devices/+/shadow/update', 'devices/+/shadow/get', 'devices/+/status'] as const
+export const SHADOW_SHARE_GROUP = 'iotctl-shadow'
+
 function clientTokenOf(payload: Buffer): string | undefined {
   try {
     const token = (JSON.parse(payload.toString('utf8')) as {clientToken?: unknown}).clientToken

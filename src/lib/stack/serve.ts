@@ -5,9 +5,12 @@ import {invalidInput, notFound, usageError} from '../core/errors.js'
 import type {Database} from '../db/pool.js'
 import {startBroker, type RunningBroker} from '../broker/server.js'
 import type {TlsIdentity} from '../mqtt/client.js'
-import {createTelemetryService, startMqttIngest, type RunningMqttIngest, type TelemetryService} from '../telemetry/index.js'
+import {parseDeviceTopic} from '../mqtt/topics.js'
+import {startServiceSubscriber} from '../mqtt/subscriber.js'
+import {createShadowService, SHADOW_SHARE_GROUP, SHADOW_TOPICS, type ShadowPublisher} from '../shadow/index.js'
+import {createTelemetryService, INGEST_SHARE_GROUP, INGEST_TOPICS, parseStatus, type TelemetryService} from '../telemetry/index.js'
 
-export const SERVE_COMPONENTS = ['broker', 'ingest'] as const
+export const SERVE_COMPONENTS = ['broker', 'ingest', 'shadow'] as const
 export type ServeComponent = (typeof SERVE_COMPONENTS)[number]
 
 export function parseComponents(text: string): ServeComponent[] {
@@ -28,7 +31,7 @@ export interface ServeOptions {
   log: (service: string, line: string) => void
   /** For `broker`: the CA directory and key passphrase, listeners. */
   broker?: {caDir: string; passphrase: string; host: string; devicePort: number; servicePort: number; maxPacketBytes: number}
-  /** For `ingest` without `broker`: the external broker and this worker's identity. */
+  /** For `ingest` and `shadow` without `broker`: the external broker and this worker's identity. */
   ingest?: {brokerUrl: string; tls?: TlsIdentity; clientId?: string; shared: boolean; protocolVersion: 4 | 5}
 }
 
@@ -36,6 +39,7 @@ export interface RunningServices {
   components: ServeComponent[]
   broker?: {devicePort: number; servicePort: number}
   ingest?: {mode: 'in-broker' | 'subscriber'; clientId?: string}
+  shadow?: {mode: 'in-broker' | 'subscriber'; clientId?: string}
   telemetry?: TelemetryService
   stop(): Promise<void>
 }
@@ -71,7 +75,7 @@ export function checkServeOptions(options: Pick<ServeOptions, 'components' | 'br
     return
   }
   const i = options.ingest
-  if (!i?.brokerUrl) throw usageError('E_BROKER_URL', 'the ingest needs a broker to subscribe to', {hint: 'pass --broker-url mqtts://HOST:PORT (or add the broker component)'})
+  if (!i?.brokerUrl) throw usageError('E_BROKER_URL', 'without the broker component, the services need a broker to subscribe to', {hint: 'pass --broker-url mqtts://HOST:PORT (or add the broker component)'})
   if (!/^mqtts?:\/\//.test(i.brokerUrl)) throw invalidInput('E_BROKER_URL', `--broker-url must be mqtt:// or mqtts://, not ${JSON.stringify(i.brokerUrl.split(':')[0])}`, {hint: 'e.g. mqtts://mqtt.example.com:8884'})
   if (i.brokerUrl.startsWith('mqtts:') && !i.tls) {
     throw usageError('E_IDENTITY', 'mqtts:// needs a service identity', {hint: 'pass --identity DIR from `iotctl certs issue --operator ingest-1 --out DIR`'})
@@ -80,8 +84,10 @@ export function checkServeOptions(options: Pick<ServeOptions, 'components' | 'br
 
 /**
  * `iotctl serve`: the long-lived services against external infrastructure. With `broker` the
- * embedded broker runs here and the ingest sits in its publish path (as in `dev up`); `ingest`
- * alone subscribes to an external broker (Mosquitto, EMQX, HiveMQ) with a persistent session.
+ * embedded broker runs here and the ingest and shadow sync sit in its publish path (as in `dev up`);
+ * without it they share one persistent session on an external broker (Mosquitto, EMQX, HiveMQ):
+ * one, because Mosquitto makes the certificate's name the client id, so a second session with the
+ * same identity would take the first one over.
  */
 export async function startServices(options: ServeOptions): Promise<RunningServices> {
   checkServeOptions(options)
@@ -91,41 +97,71 @@ export async function startServices(options: ServeOptions): Promise<RunningServi
     for (const stop of stops.reverse()) await stop()
   }
   try {
+    const db = await options.database()
+    const telemetry = want.has('ingest') ? createTelemetryService(db, (line) => options.log('ingest', line)) : undefined
+    // Services publish through the broker or the session, which start after them.
+    const outbox: {publisher?: ShadowPublisher} = {}
+    const shadow = want.has('shadow')
+      ? createShadowService(db, {publish: (topic, payload, o) => outbox.publisher!.publish(topic, payload, o)}, (line) => options.log('shadow', line))
+      : undefined
+    const route = async (topic: string, payload: Buffer): Promise<void> => {
+      const parsed = parseDeviceTopic(topic)
+      if (!parsed) return
+      if (parsed.leaf.startsWith('shadow/')) return shadow?.handle(topic, payload)
+      await telemetry?.handle(topic, payload)
+      if (parsed.leaf === 'status' && shadow && parseStatus(payload) === 'active') await shadow.deviceOnline(parsed.deviceId)
+    }
     let broker: RunningBroker | undefined
-    let telemetry: TelemetryService | undefined
-    let ingest: RunningMqttIngest | undefined
+    let clientId: string | undefined
     if (want.has('broker')) {
       const b = options.broker!
-      const db = await options.database()
-      telemetry = want.has('ingest') ? createTelemetryService(db, (line) => options.log('ingest', line)) : undefined
       broker = await startBroker({
         db, caDir: b.caDir, passphrase: b.passphrase, host: b.host, devicePort: b.devicePort, servicePort: b.servicePort,
         maxPacketBytes: b.maxPacketBytes, log: (line) => options.log('broker', line),
-        ...(telemetry ? {beforeAck: telemetry.handle, onPresence: (id: string, online: boolean) => void telemetry!.presence(id, online)} : {}),
+        ...(telemetry || shadow ? {beforeAck: route} : {}),
+        onPresence: (id, online) => {
+          if (telemetry) void telemetry.presence(id, online)
+          if (online && shadow) void shadow.deviceOnline(id)
+        },
       })
-      // Close the broker first (it stores what it took), then the ingest's last batch.
+      outbox.publisher = broker
+      // Stops run in reverse: the broker closes first (storing what it took), then the last batch.
       stops.push(async () => telemetry?.flush())
       stops.push(() => broker!.close())
       options.log('broker', `MQTT over TLS: devices on ${b.host}:${broker.devicePort}, services on ${b.host}:${broker.servicePort}`)
-    } else if (want.has('ingest')) {
+    } else {
       const i = options.ingest!
-      const clientId = i.clientId ?? (i.tls ? commonName(i.tls.cert) : 'iotctl-ingest')
-      ingest = await startMqttIngest({db: await options.database(), brokerUrl: i.brokerUrl, clientId, tls: i.tls, shared: i.shared,
-        protocolVersion: i.protocolVersion, log: (line) => options.log('ingest', line)})
-      telemetry = ingest.telemetry
-      stops.push(() => ingest!.stop())
+      clientId = i.clientId ?? (i.tls ? commonName(i.tls.cert) : 'iotctl-services')
+      const topics = [
+        ...(telemetry ? INGEST_TOPICS.map((filter) => ({filter, group: INGEST_SHARE_GROUP})) : []),
+        ...(shadow ? SHADOW_TOPICS.filter((f) => !(telemetry && f.endsWith('/status'))).map((filter) => ({filter, group: SHADOW_SHARE_GROUP})) : []),
+      ]
+      const subscriber = await startServiceSubscriber({brokerUrl: i.brokerUrl, clientId, tls: i.tls, topics, shared: i.shared,
+        protocolVersion: i.protocolVersion, handle: route, log: (line) => options.log('serve', line)})
+      outbox.publisher = subscriber
+      stops.push(() => subscriber.close())
+      stops.push(async () => telemetry?.flush())
+    }
+    if (shadow) {
+      await shadow.start()
+      stops.push(() => shadow.stop())
+      stops.unshift(async () => {
+        const s = shadow.stats
+        options.log('shadow', `stopped: ${s.updates} updates accepted, ${s.rejected} rejected, ${s.gets} gets, ${s.deltas} deltas published`)
+      })
     }
     if (telemetry) {
-      const t = telemetry
       stops.unshift(async () => {
-        const s = t.ingest.stats
+        const s = telemetry.ingest.stats
         options.log('ingest', `stopped after ${s.messages} messages: ${s.inserted} new points stored, ${s.points - s.inserted} duplicates ignored, ${s.rejected} rejected`)
       })
     }
+    const mode = broker ? 'in-broker' : 'subscriber'
     return {
       components: options.components,
       broker: broker ? {devicePort: broker.devicePort, servicePort: broker.servicePort} : undefined,
-      ingest: want.has('ingest') ? (broker ? {mode: 'in-broker'} : {mode: 'subscriber', clientId: options.ingest?.clientId}) : undefined,
+      ingest: telemetry ? {mode, ...(clientId ? {clientId} : {})} : undefined,
+      shadow: shadow ? {mode, ...(clientId ? {clientId} : {})} : undefined,
       telemetry,
       stop: stopAll,
     }
