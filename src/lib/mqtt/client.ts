@@ -37,12 +37,21 @@ export function backoffDelay(attempt: number, baseMs: number, capMs: number, ran
   return Math.floor(random() * Math.min(capMs, baseMs * 2 ** attempt))
 }
 
+export interface ReconnectingOptions extends MqttConnectOptions {
+  /** Last Will (MQTT 3.1.1 §3.1.2.5): published by the broker if this client drops unannounced. */
+  will?: {topic: string; payload: string; qos: 0 | 1; retain: boolean}
+  /** Called at every connection attempt (the first included), with Date.now(). */
+  onAttempt?: (at: number) => void
+  /** false: if the very first attempt fails, give up (the caller reports it). Default true. */
+  retryFirst?: boolean
+}
+
 /**
- * Connect, and keep reconnecting with full-jitter backoff (mqtt.js' fixed `reconnectPeriod` is
- * off: a fleet reconnecting in lockstep after a broker restart is a thundering herd). The first
- * connection must succeed, so a wrong URL or certificate fails fast with the reason (exit 6).
+ * A client that keeps (re)connecting with full-jitter backoff, from the first attempt on: mqtt.js'
+ * fixed `reconnectPeriod` is off, since a fleet reconnecting in lockstep after a broker restart is
+ * a thundering herd. QoS 1 publishes made while disconnected wait in mqtt.js' queue.
  */
-export async function connectMqtt(options: MqttConnectOptions): Promise<ManagedClient> {
+export async function startReconnectingClient(options: ReconnectingOptions): Promise<ManagedClient> {
   const {default: mqtt} = await import('mqtt')
   const log = options.log ?? (() => undefined)
   const clientOptions: IClientOptions = {
@@ -54,25 +63,11 @@ export async function connectMqtt(options: MqttConnectOptions): Promise<ManagedC
     connectTimeout: 10_000,
     ...(options.tls ? {cert: options.tls.cert, key: options.tls.key, ca: options.tls.ca, rejectUnauthorized: true} : {}),
     ...(options.protocolVersion === 5 && options.receiveMaximum ? {properties: {receiveMaximum: options.receiveMaximum}} : {}),
+    ...(options.will ? {will: {...options.will, payload: Buffer.from(options.will.payload)}} : {}),
   }
+  options.onAttempt?.(Date.now())
   const client = mqtt.connect(options.url, clientOptions)
-  await new Promise<void>((resolve, reject) => {
-    const fail = (error: Error) => {
-      client.end(true)
-      reject(unavailable('E_BROKER_UNREACHABLE', `cannot connect to the MQTT broker at ${maskUrl(options.url)}: ${error.message}`, {
-        hint: 'check --broker-url, that the broker runs, and that its CA and this service certificate match (mqtts:// needs --cert, --key, --ca)',
-      }))
-    }
-    client.once('connect', () => {
-      client.removeListener('error', fail)
-      client.removeListener('close', closed)
-      resolve()
-    })
-    const closed = () => fail(new Error('the connection closed before CONNACK (certificate refused or client id rejected?)'))
-    client.once('error', fail)
-    client.once('close', closed)
-  })
-  let connects = 1
+  let connects = 0
   let attempt = 0
   let closing = false
   let timer: NodeJS.Timeout | undefined
@@ -80,16 +75,18 @@ export async function connectMqtt(options: MqttConnectOptions): Promise<ManagedC
   client.on('connect', () => {
     connects++
     attempt = 0
-    log(`reconnected to ${maskUrl(options.url)} as ${options.clientId}`)
+    if (connects > 1) log(`reconnected to ${maskUrl(options.url)} as ${options.clientId}`)
   })
   client.on('error', (error) => log(`MQTT error: ${error.message}`))
   client.on('close', () => {
-    if (closing || timer) return
+    if (closing || timer || (connects === 0 && options.retryFirst === false)) return
     const delay = backoffDelay(attempt++, backoff.baseMs, backoff.capMs)
-    log(`disconnected from ${maskUrl(options.url)}; reconnecting in ${delay} ms`)
+    if (connects > 0) log(`disconnected from ${maskUrl(options.url)}; reconnecting in ${delay} ms`)
     timer = setTimeout(() => {
       timer = undefined
-      if (!closing) client.reconnect()
+      if (closing) return
+      options.onAttempt?.(Date.now())
+      client.reconnect()
     }, delay)
   })
   return {
@@ -103,6 +100,32 @@ export async function connectMqtt(options: MqttConnectOptions): Promise<ManagedC
       await client.endAsync()
     },
   }
+}
+
+/**
+ * Connect a service, failing fast: the first connection must succeed, so a wrong URL or
+ * certificate is exit 6 with the reason; later drops reconnect with full-jitter backoff.
+ */
+export async function connectMqtt(options: MqttConnectOptions): Promise<ManagedClient> {
+  const managed = await startReconnectingClient({...options, retryFirst: false})
+  const {client} = managed
+  await new Promise<void>((resolve, reject) => {
+    const fail = (error: Error) => {
+      void managed.close()
+      reject(unavailable('E_BROKER_UNREACHABLE', `cannot connect to the MQTT broker at ${maskUrl(options.url)}: ${error.message}`, {
+        hint: 'check --broker-url, that the broker runs, and that its CA and this service certificate match (mqtts:// needs --identity)',
+      }))
+    }
+    const closed = () => fail(new Error('the connection closed before CONNACK (certificate refused or client id rejected?)'))
+    client.once('connect', () => {
+      client.removeListener('error', fail)
+      client.removeListener('close', closed)
+      resolve()
+    })
+    client.once('error', fail)
+    client.once('close', closed)
+  })
+  return managed
 }
 
 type SendPacket = (packet: {cmd: string; messageId?: number}, cb?: () => void, ...rest: unknown[]) => void

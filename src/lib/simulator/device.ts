@@ -1,0 +1,164 @@
+import type {MqttClient} from 'mqtt'
+import {startReconnectingClient, type ManagedClient, type TlsIdentity} from '../mqtt/client.js'
+import {deviceTopic} from '../mqtt/topics.js'
+import type {MetricWalk} from './metrics.js'
+
+/** Counters shared by a fleet (plain numbers: one process, one thread). */
+export interface FleetCounters {
+  sent: number
+  acknowledged: number
+  reconnects: number
+  errors: number
+  deltasApplied: number
+  commandsAcked: number
+  anomalies: number
+  connected: number
+}
+
+export const newCounters = (): FleetCounters => ({sent: 0, acknowledged: 0, reconnects: 0, errors: 0, deltasApplied: 0, commandsAcked: 0, anomalies: 0, connected: 0})
+
+/** The OTA half of a device (download, verify, install, report) arrives with the rollout issue. */
+export interface OtaHook {
+  onAssignment(device: {id: string; publish: (leaf: string, body: unknown) => void}, assignment: unknown): void
+}
+
+export interface VirtualDeviceOptions {
+  id: string
+  url: string
+  tls: TlsIdentity
+  intervalMs: number
+  /** Delay of the first telemetry message, so a fleet's messages are spread over the interval. */
+  offsetMs: number
+  walk: MetricWalk
+  qos: 0 | 1
+  backoff: {baseMs: number; capMs: number}
+  counters: FleetCounters
+  onAttempt?: (deviceId: string, at: number) => void
+  ota?: OtaHook
+  log: (line: string) => void
+}
+
+const RECEIVES = ['shadow/delta', 'shadow/get/accepted', 'shadow/update/accepted', 'commands', 'firmware'] as const
+
+/**
+ * One virtual device following docs/PROTOCOL.md: Will and retained `online` status, telemetry with
+ * a per-device sequence number, shadow reconnect rule (subscribe, get, apply only newer versions),
+ * command acknowledgements. QoS 1 telemetry published while disconnected waits in mqtt.js' queue.
+ */
+export class VirtualDevice {
+  private managed?: ManagedClient
+  private timer?: NodeJS.Timeout
+  private seq = 0
+  private shadowVersion = 0
+  private reported: Record<string, unknown> = {}
+  private stopped = false
+
+  constructor(private readonly o: VirtualDeviceOptions) {}
+
+  get sequence(): number {
+    return this.seq
+  }
+
+  async start(): Promise<void> {
+    const o = this.o
+    this.managed = await startReconnectingClient({
+      url: o.url, clientId: o.id, tls: o.tls, clean: true, keepaliveSeconds: 60, backoff: o.backoff,
+      will: {topic: deviceTopic(o.id, 'status'), payload: JSON.stringify({state: 'offline'}), qos: 1, retain: true},
+      onAttempt: (at) => o.onAttempt?.(o.id, at),
+    })
+    const client = this.managed.client
+    client.on('connect', () => this.onConnect(client))
+    client.on('close', () => {
+      if (this.connectedNow) {
+        this.connectedNow = false
+        o.counters.connected--
+      }
+    })
+    client.on('message', (topic, payload) => this.onMessage(client, topic, payload))
+    this.timer = setTimeout(() => this.tick(client), o.offsetMs)
+  }
+
+  private connectedNow = false
+
+  private onConnect(client: MqttClient): void {
+    const o = this.o
+    if (this.managed!.connects > 1) o.counters.reconnects++
+    this.connectedNow = true
+    o.counters.connected++
+    client.subscribe(RECEIVES.map((leaf) => deviceTopic(o.id, leaf)), {qos: 1}, (error) => {
+      if (error) return void o.counters.errors++
+      // The reconnect rule: subscribe first, then get, then apply only newer versions.
+      this.publish(client, 'shadow/get', {clientToken: `get-${Date.now()}`})
+    })
+    this.publish(client, 'status', {state: 'online', ts: Date.now()}, true)
+  }
+
+  private publish(client: MqttClient, leaf: string, body: unknown, retain = false): void {
+    client.publish(deviceTopic(this.o.id, leaf), JSON.stringify(body), {qos: 1, retain}, (error) => {
+      if (error && !this.stopped) this.o.counters.errors++
+    })
+  }
+
+  private tick(client: MqttClient): void {
+    if (this.stopped) return
+    const o = this.o
+    const {metrics, anomaly} = o.walk.next()
+    if (anomaly) o.counters.anomalies++
+    const body = JSON.stringify({ts: Date.now(), seq: this.seq++, metrics})
+    o.counters.sent++
+    client.publish(deviceTopic(o.id, 'telemetry'), body, {qos: o.qos}, (error) => {
+      if (error) {
+        if (!this.stopped) o.counters.errors++
+      } else if (o.qos === 1) {
+        o.counters.acknowledged++
+      }
+    })
+    this.timer = setTimeout(() => this.tick(client), o.intervalMs)
+  }
+
+  private onMessage(client: MqttClient, topic: string, payload: Buffer): void {
+    const leaf = topic.slice(`devices/${this.o.id}/`.length)
+    if (payload.length === 0) return // a cleared retained delta
+    let body: {version?: number; state?: Record<string, unknown>; id?: string}
+    try {
+      body = JSON.parse(payload.toString('utf8')) as typeof body
+    } catch {
+      this.o.counters.errors++
+      return
+    }
+    if (leaf === 'shadow/get/accepted' || leaf === 'shadow/update/accepted') {
+      if (typeof body.version === 'number' && body.version > this.shadowVersion) this.shadowVersion = body.version
+      const delta = leaf === 'shadow/get/accepted' ? (body.state as {delta?: Record<string, unknown>} | undefined)?.delta : undefined
+      if (delta) this.apply(client, delta)
+    } else if (leaf === 'shadow/delta') {
+      if (typeof body.version !== 'number' || body.version <= this.shadowVersion) return // older than what we hold
+      this.shadowVersion = body.version
+      if (body.state) this.apply(client, body.state)
+    } else if (leaf === 'commands') {
+      this.o.counters.commandsAcked++
+      this.publish(client, 'commands/ack', {id: body.id ?? null, status: 'succeeded', ts: Date.now()})
+    } else if (leaf === 'firmware') {
+      if (this.o.ota) this.o.ota.onAssignment({id: this.o.id, publish: (l, b) => this.publish(client, l, b)}, body)
+      else this.o.log(`${this.o.id}: firmware assignment ignored (no OTA hook in this simulator)`)
+    }
+  }
+
+  /** "Apply" desired values: the device now runs them, and reports so. */
+  private apply(client: MqttClient, delta: Record<string, unknown>): void {
+    this.reported = {...this.reported, ...delta}
+    this.o.counters.deltasApplied++
+    this.publish(client, 'shadow/update', {state: {reported: delta}, clientToken: `apply-${this.shadowVersion}`})
+  }
+
+  /** Announce offline (retained) and leave cleanly, waiting for in-flight QoS 1 messages. */
+  async stop(): Promise<void> {
+    clearTimeout(this.timer)
+    const client = this.managed?.client
+    if (!client) return
+    if (client.connected) {
+      await client.publishAsync(deviceTopic(this.o.id, 'status'), JSON.stringify({state: 'offline', ts: Date.now()}), {qos: 1, retain: true}).catch(() => undefined)
+    }
+    this.stopped = true
+    await Promise.race([this.managed!.close(), new Promise((r) => setTimeout(r, 5000))])
+  }
+}

@@ -1,0 +1,5 @@
+export {DEFAULT_METRICS, MetricWalk, parseMetrics, type MetricSpec} from './metrics.js'
+export {newCounters, VirtualDevice, type FleetCounters, type OtaHook} from './device.js'
+export {startFleet, type FleetOptions, type FleetSummary, type RunningFleet} from './fleet.js'
+export {prepareSimulation, type SimulationPlan} from './prepare.js'
+export {runSimulation, type SimulationOptions} from './run.js'
