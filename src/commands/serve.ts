@@ -4,7 +4,8 @@ import {caPassphrase, pkiFlags} from '../lib/cli/pki-flags.js'
 import {notice} from '../lib/cli/progress.js'
 import {resolveCaDir} from '../lib/config/index.js'
 import {invalidInput} from '../lib/core/errors.js'
-import {parseComponents, readIdentityDir, SERVE_COMPONENTS, startServices, type RunningServices} from '../lib/stack/index.js'
+import {readIdentityDir} from '../lib/mqtt/identity.js'
+import {parseComponents, SERVE_COMPONENTS, startServices, type RunningServices} from '../lib/stack/index.js'
 
 export default class Serve extends BaseCommand<typeof Serve> {
   static override description = `Run iotctl's long-lived services against external infrastructure, until SIGINT/SIGTERM
@@ -51,7 +52,7 @@ A stop (SIGTERM) stores and acknowledges everything taken; a crash loses nothing
       log: (service, line) => notice(`[${service}] ${line}`),
       broker: caDir ? {caDir, passphrase: await caPassphrase(f['passphrase-file'], {caDir}), host: f.bind, devicePort: f['mqtt-port'],
         servicePort: f['service-port'], maxPacketBytes: f['max-packet-size']} : undefined,
-      ingest: {brokerUrl: endpoints.brokerUrl ?? '', tls: f.identity ? await readIdentityDir(f.identity) : undefined, clientId: f['client-id'],
+      ingest: {brokerUrl: endpoints.brokerUrl ?? '', tls: (f.identity ?? endpoints.identityDir) ? await readIdentityDir((f.identity ?? endpoints.identityDir)!) : undefined, clientId: f['client-id'],
         shared: f.shared, protocolVersion: f['mqtt-version'] === 5 ? 5 : 4},
     })
     await this.render({status: 'running', pid: process.pid, components, broker: services.broker ?? null, ingest: services.ingest ?? null, shadow: services.shadow ?? null}, {

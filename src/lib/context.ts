@@ -1,5 +1,8 @@
 import type {Database} from './db/pool.js'
 import {requireDatabaseUrl, resolveEndpoints, type EndpointFlags, type Endpoints} from './config/resolve.js'
+import {unavailable, usageError} from './core/errors.js'
+import type {TlsIdentity} from './mqtt/client.js'
+import {readIdentityDir} from './mqtt/identity.js'
 
 export type {Database} from './db/pool.js'
 
@@ -35,6 +38,21 @@ export class AppContext {
       throw error
     }
     return {pool, url}
+  }
+
+  /** The broker's service listener and this CLI's identity for it (dev stack, or the context's). */
+  async broker(): Promise<{url: string; tls?: TlsIdentity}> {
+    const endpoints = await this.endpoints()
+    if (!endpoints.brokerUrl) {
+      throw unavailable('E_NO_BROKER', 'no broker configured and no dev stack is running', {
+        hint: 'start one with `iotctl dev up --detach`, or pass --broker-url with a context identity (`iotctl config set-context NAME --broker-url … --identity DIR`)',
+      })
+    }
+    const tls = endpoints.identityDir ? await readIdentityDir(endpoints.identityDir) : undefined
+    if (endpoints.brokerUrl.startsWith('mqtts:') && !tls) {
+      throw usageError('E_IDENTITY', `${endpoints.brokerUrl} needs a service identity`, {hint: 'iotctl certs issue --operator me --out ~/.iotctl/me && iotctl config set-context NAME --identity ~/.iotctl/me'})
+    }
+    return {url: endpoints.brokerUrl, tls}
   }
 
   async close(): Promise<void> {

@@ -1,3 +1,4 @@
+import {resolve} from 'node:path'
 import {Args, Flags} from '../../lib/cli/oclif.js'
 import {BaseCommand} from '../../lib/cli/base-command.js'
 import {setContext} from '../../lib/config/index.js'
@@ -9,12 +10,16 @@ export default class ConfigSetContext extends BaseCommand<typeof ConfigSetContex
   // These two shadow the global flags without their IOTCTL_* variables: only what is typed is stored.
   static override flags = {
     'database-url': Flags.string({description: 'PostgreSQL URL to store in the context'}),
-    'broker-url': Flags.string({description: 'MQTT broker URL to store in the context'}),
+    'broker-url': Flags.string({description: 'MQTT broker URL (the service listener) to store in the context'}),
+    'ca-dir': Flags.string({description: 'CA directory to store in the context'}),
+    identity: Flags.string({description: 'service identity directory (from `certs issue --operator NAME --out DIR`) for commands that speak MQTT'}),
     use: Flags.boolean({description: 'also make it the current context'}),
   }
 
   async run(): Promise<void> {
-    const entry = {'database-url': this.flags['database-url'], 'broker-url': this.flags['broker-url']}
+    const absolute = (p: string | undefined) => (p === undefined ? undefined : resolve(p))
+    const entry = {'database-url': this.flags['database-url'], 'broker-url': this.flags['broker-url'], 'ca-dir': absolute(this.flags['ca-dir']),
+      identity: absolute(this.flags.identity)}
     const result = await setContext(this.args.name, entry, {use: this.flags.use})
     await this.render(result, {rows: (r) => [r as typeof result], name: (r) => `context/${r.name}`,
       columns: [{header: 'NAME', get: (r) => r.name}, {header: 'CREATED', get: (r) => r.created}]})

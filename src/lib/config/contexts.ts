@@ -9,6 +9,8 @@ export interface ContextEntry {
   'broker-url'?: string
   /** Where this context's CA lives (default $IOTCTL_HOME/ca). */
   'ca-dir'?: string
+  /** Service identity directory (operator.crt, operator.key, chain.pem) for commands that speak MQTT. */
+  identity?: string
 }
 
 export interface ConfigFile {
@@ -17,7 +19,7 @@ export interface ConfigFile {
 }
 
 export const CONTEXT_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/
-const KNOWN_KEYS = new Set(['database-url', 'broker-url', 'ca-dir'])
+const KNOWN_KEYS = new Set(['database-url', 'broker-url', 'ca-dir', 'identity'])
 
 export async function loadConfig(file = configFile()): Promise<ConfigFile> {
   let text: string

@@ -15,6 +15,8 @@ export interface EndpointFlags {
 export interface Endpoints {
   databaseUrl?: string
   brokerUrl?: string
+  /** The service identity directory for brokerUrl (the dev stack's own, or the context's). */
+  identityDir?: string
   /** Where the database URL came from, for `config view` and error messages. */
   databaseSource: 'flag' | `context:${string}` | 'dev-stack' | 'none'
 }
@@ -24,17 +26,21 @@ export async function resolveEndpoints(flags: EndpointFlags): Promise<Endpoints>
   const config = await loadConfig()
   const contextName = flags.context ?? config['current-context']
   const context = contextName ? getContext(config, contextName) : undefined
+  const identityDir = context?.identity
   if (flags.databaseUrl) {
-    return {databaseUrl: flags.databaseUrl, brokerUrl: flags.brokerUrl ?? context?.['broker-url'], databaseSource: 'flag'}
+    return {databaseUrl: flags.databaseUrl, brokerUrl: flags.brokerUrl ?? context?.['broker-url'], identityDir, databaseSource: 'flag'}
   }
   if (context?.['database-url']) {
-    return {databaseUrl: context['database-url'], brokerUrl: flags.brokerUrl ?? context['broker-url'], databaseSource: `context:${contextName}`}
+    return {databaseUrl: context['database-url'], brokerUrl: flags.brokerUrl ?? context['broker-url'], identityDir, databaseSource: `context:${contextName}`}
   }
   const stack = await readStackRecord()
   if (stack && isProcessAlive(stack.pid)) {
-    return {databaseUrl: stack.databaseUrl, brokerUrl: flags.brokerUrl ?? context?.['broker-url'], databaseSource: 'dev-stack'}
+    // The dev stack's service listener, with the identity it issued for the CLI.
+    const own = !flags.brokerUrl && !context?.['broker-url'] && stack.broker
+    return {databaseUrl: stack.databaseUrl, brokerUrl: flags.brokerUrl ?? context?.['broker-url'] ?? (own ? `mqtts://127.0.0.1:${own.servicePort}` : undefined),
+      identityDir: identityDir ?? (own ? own.identityDir : undefined), databaseSource: 'dev-stack'}
   }
-  return {brokerUrl: flags.brokerUrl ?? context?.['broker-url'], databaseSource: 'none'}
+  return {brokerUrl: flags.brokerUrl ?? context?.['broker-url'], identityDir, databaseSource: 'none'}
 }
 
 export function requireDatabaseUrl(endpoints: Endpoints): string {

@@ -13,7 +13,8 @@ export interface StackRecord {
   databaseUrl: string
   dataDir: string
   postgres: {port: number; version?: string}
-  broker?: {devicePort: number; servicePort: number; caDir: string}
+  /** identityDir: the CLI's service identity (operator.crt/.key, chain.pem) for the service listener. */
+  broker?: {devicePort: number; servicePort: number; caDir: string; identityDir?: string}
 }
 
 export function devDir(home = iotctlHome()): string {

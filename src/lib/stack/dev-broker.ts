@@ -4,7 +4,7 @@ import {join} from 'node:path'
 import {notFound} from '../core/errors.js'
 import type {Database} from '../db/pool.js'
 import {startBroker, type RunningBroker} from '../broker/server.js'
-import {initCa, publishCrls, supersedePredecessors} from '../pki/index.js'
+import {initCa, issueOperatorCertificate, publishCrls, supersedePredecessors, writeIssued} from '../pki/index.js'
 import {createShadowService, type ShadowService} from '../shadow/index.js'
 import {createTelemetryService, type TelemetryService} from '../telemetry/index.js'
 
@@ -41,7 +41,7 @@ async function devPassphrase(caDir: string, caExists: boolean): Promise<string> 
 }
 
 /** Ensure a CA (creating one on first `dev up`), publish fresh CRLs, start the embedded broker. */
-export async function startDevBroker(options: DevBrokerOptions): Promise<{broker: RunningBroker; caDir: string; telemetry: TelemetryService; shadow: ShadowService}> {
+export async function startDevBroker(options: DevBrokerOptions): Promise<{broker: RunningBroker; caDir: string; identityDir: string; telemetry: TelemetryService; shadow: ShadowService}> {
   const caDir = join(options.home, 'ca')
   const caExists = await exists(join(caDir, 'root.crt'))
   const passphrase = await devPassphrase(caDir, caExists)
@@ -51,6 +51,10 @@ export async function startDevBroker(options: DevBrokerOptions): Promise<{broker
     if (!process.env.IOTCTL_CA_PASSPHRASE) await writeFile(join(caDir, 'dev-passphrase'), passphrase + '\n', {mode: 0o600})
   }
   await publishCrls(options.db, {caDir, passphrase})
+  // The CLI's own service identity (for `telemetry tail` and other commands that speak MQTT),
+  // renewed at every start: the stack record points commands at it.
+  const identityDir = join(options.home, 'dev', 'identity')
+  await writeIssued(identityDir, await issueOperatorCertificate(options.db, {caDir, passphrase, name: 'iotctl-cli', days: 30}), 'operator')
   // The ingest and the shadow sync run inside the broker's publish path: a device's PUBACK comes
   // after its telemetry is committed, or after its shadow update was applied and answered.
   const telemetry = createTelemetryService(options.db, options.logs.ingest)
@@ -72,5 +76,5 @@ export async function startDevBroker(options: DevBrokerOptions): Promise<{broker
   options.logs.broker(`MQTT over TLS: devices on 127.0.0.1:${broker.devicePort}, services on 127.0.0.1:${broker.servicePort}`)
   started.broker = broker
   await shadow.start()
-  return {broker, caDir, telemetry, shadow}
+  return {broker, caDir, identityDir, telemetry, shadow}
 }

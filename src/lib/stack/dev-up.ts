@@ -127,7 +127,7 @@ export async function startDevStack(options: DevUpOptions): Promise<RunningStack
       databaseUrl: server.url,
       dataDir: paths.root,
       postgres: {port: server.port, version: server.version},
-      broker: {devicePort: services.broker.devicePort, servicePort: services.broker.servicePort, caDir: services.caDir},
+      broker: {devicePort: services.broker.devicePort, servicePort: services.broker.servicePort, caDir: services.caDir, identityDir: services.identityDir},
     }
     await writeStackRecord(record, home)
     log(`ready (pid ${process.pid})`)

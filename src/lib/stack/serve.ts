@@ -1,7 +1,5 @@
-import {X509Certificate} from 'node:crypto'
-import {readFile} from 'node:fs/promises'
-import {join} from 'node:path'
-import {invalidInput, notFound, usageError} from '../core/errors.js'
+import {invalidInput, usageError} from '../core/errors.js'
+import {commonName} from '../mqtt/identity.js'
 import type {Database} from '../db/pool.js'
 import {startBroker, type RunningBroker} from '../broker/server.js'
 import type {TlsIdentity} from '../mqtt/client.js'
@@ -42,30 +40,6 @@ export interface RunningServices {
   shadow?: {mode: 'in-broker' | 'subscriber'; clientId?: string}
   telemetry?: TelemetryService
   stop(): Promise<void>
-}
-
-/**
- * A service identity from `certs issue --operator NAME --out DIR`: DIR/operator.crt, operator.key and
- * chain.pem (service CA + root, which also verifies the broker's server certificate).
- */
-export async function readIdentityDir(dir: string): Promise<TlsIdentity> {
-  const read = (name: string) => readFile(join(dir, name), 'utf8').catch(() => {
-    throw notFound('E_IDENTITY', `cannot read ${join(dir, name)}`, {hint: 'create the files with `iotctl certs issue --operator NAME --out DIR`'})
-  })
-  const [cert, key, chain] = await Promise.all([read('operator.crt'), read('operator.key'), read('chain.pem')])
-  return {cert: cert + chain, key, ca: chain}
-}
-
-/** The CN of a PEM certificate: a service's default client id. */
-export function commonName(certPem: string): string {
-  try {
-    const subject = new X509Certificate(certPem).subject
-    const cn = /^CN=(.+)$/m.exec(subject)?.[1]
-    if (cn) return cn
-  } catch {
-    // reported below
-  }
-  throw invalidInput('E_CERTIFICATE', 'the service certificate has no readable common name', {hint: 'pass the PEM certificate iotctl issued (`certs issue --operator`)'})
 }
 
 /** Everything that can be wrong with the options, before any connection is made. */
