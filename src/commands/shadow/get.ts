@@ -11,6 +11,9 @@ export default class ShadowGet extends BaseCommand<typeof ShadowGet> {
 
   async run(): Promise<void> {
     assertDeviceId(this.args.id)
-    await this.render({device_id: this.args.id, ...(await getShadow(await this.ctx.database(), this.args.id))}, shadowView)
+    const doc = {device_id: this.args.id, ...(await getShadow(await this.ctx.database(), this.args.id))}
+    // -o name: the shadow is one resource, not one per key row of the table.
+    if (this.format === 'name') return this.render(doc, {rows: (r) => [r as typeof doc], name: (d) => `shadow/${d.device_id}`, columns: []})
+    await this.render(doc, shadowView)
   }
 }

@@ -54,8 +54,11 @@ export interface Accepted {
   applied: {state: {desired?: JsonObject | null; reported?: JsonObject | null}; metadata: {desired?: Metadata; reported?: Metadata}}
 }
 
-/** Keys: letters, digits, `_` and `-` (a `.` would be ambiguous with `a.b=1`, `$` is reserved). */
-export const KEY_PATTERN = /^[A-Za-z0-9_][A-Za-z0-9_-]{0,63}$/
+/**
+ * Keys: letters, digits, `_` and `-` (a `.` would be ambiguous with `a.b=1`, `$` is reserved), and
+ * never `__proto__`: merged or built into a patch it would write into Object.prototype.
+ */
+export const KEY_PATTERN = /^(?!__proto__$)[A-Za-z0-9_][A-Za-z0-9_-]{0,63}$/
 
 export function emptyDocument(): ShadowDocument {
   return {state: {desired: {}, reported: {}}, metadata: {desired: {}, reported: {}}, version: 0, timestamp: 0}

@@ -4,7 +4,7 @@ import {assertDeviceId} from '../core/device-id.js'
 import type {Database} from '../db/pool.js'
 import {listen} from '../db/listen.js'
 import {patchFromAssignments, type JsonObject, type ShadowDocument} from './document.js'
-import {getShadow, rejectionError, setDesiredForSelection, SHADOW_CHANGED_CHANNEL, updateShadow, type BulkResult} from './store.js'
+import {getShadow, rejectionError, setDesiredForSelection, SHADOW_CHANGED_CHANNEL, shadowVersionsAfter, updateShadow, type BulkResult} from './store.js'
 
 /** Who a CLI change is recorded as in shadow_history. */
 export function cliActor(kind: 'cli' | 'selector' = 'cli'): string {
@@ -65,7 +65,7 @@ export function setDesiredBySelector(db: Database, selection: {selector?: string
 }
 
 /**
- * `shadow watch ID`: the current document, then every committed change, until `signal` aborts or
+ * `shadow watch ID`: the current document, then every committed version in order, until `signal` aborts or
  * `maxEvents` documents were emitted.
  */
 export async function watchShadow(db: Database, id: string, onDocument: (doc: ShadowDocument) => void, options: {signal: AbortSignal; maxEvents?: number}): Promise<void> {
@@ -81,11 +81,12 @@ export async function watchShadow(db: Database, id: string, onDocument: (doc: Sh
     let queue = Promise.resolve()
     const check = () => {
       queue = queue.then(async () => {
-        const doc = await getShadow(db, id)
-        if (doc.version === last.version) return
-        last = doc
-        emit(doc)
-        if (options.maxEvents !== undefined && emitted >= options.maxEvents) finish()
+        // Every version, from the history: several commits between two reads must not be folded into one.
+        for (const doc of await shadowVersionsAfter(db, id, last.version)) {
+          last = doc
+          emit(doc)
+          if (options.maxEvents !== undefined && emitted >= options.maxEvents) return finish()
+        }
       }).catch(reject)
     }
     let finish = () => resolve()

@@ -80,8 +80,8 @@ export async function updateShadow(db: Database, id: string, update: ShadowUpdat
     const doc = outcome.document
     await client.query('UPDATE shadows SET document = $2, version = $3, pending_since = $4, updated_at = now() WHERE device_id = $1',
       [id, doc, doc.version, pendingSince(doc)])
-    await client.query('INSERT INTO shadow_history (device_id, version, actor, change) VALUES ($1, $2, $3, $4)',
-      [id, doc.version, context.actor, {state: outcome.applied.state}])
+    await client.query('INSERT INTO shadow_history (device_id, version, actor, change, document) VALUES ($1, $2, $3, $4, $5)',
+      [id, doc.version, context.actor, {state: outcome.applied.state}, doc])
     const deltaChanged = !jsonEqual(current.state.delta, doc.state.delta)
     if (deltaChanged) await notify(client, SHADOW_CHANNEL, [id])
     await notify(client, SHADOW_CHANGED_CHANNEL, [id])
@@ -160,8 +160,8 @@ export async function setDesiredForSelection(db: Database, selection: {selector?
         await client.query(`UPDATE shadows s SET document = u.document, version = u.version, pending_since = u.pending_since, updated_at = now()
           FROM jsonb_to_recordset($1::jsonb) AS u(device_id text, document jsonb, version bigint, pending_since timestamptz)
           WHERE s.device_id = u.device_id`, [JSON.stringify(updates)])
-        await client.query(`INSERT INTO shadow_history (device_id, version, actor, change)
-          SELECT device_id, version, $2, change FROM jsonb_to_recordset($1::jsonb) AS u(device_id text, version bigint, change jsonb)`,
+        await client.query(`INSERT INTO shadow_history (device_id, version, actor, change, document)
+          SELECT device_id, version, $2, change, document FROM jsonb_to_recordset($1::jsonb) AS u(device_id text, version bigint, change jsonb, document jsonb)`,
         [JSON.stringify(updates), context.actor])
         await notify(client, SHADOW_CHANNEL, notifyIds)
         await notify(client, SHADOW_CHANGED_CHANNEL, updates.map((u) => u.device_id))
@@ -205,6 +205,13 @@ export async function listDrift(db: Database, options: {selector?: string; type?
        AND s.device_id IN (SELECT device_id FROM devices WHERE ${where} AND status <> 'deprovisioned')
      ORDER BY s.pending_since, s.device_id LIMIT $${params.length}`, params)
   return rows.map((r) => ({device_id: r.device_id, version: Number(r.version), pending_since: r.pending_since.toISOString(), delta: r.delta}))
+}
+
+/** The documents of the versions after `afterVersion`, oldest first (for `shadow watch`). */
+export async function shadowVersionsAfter(db: Database, id: string, afterVersion: number): Promise<ShadowDocument[]> {
+  const {rows} = await db.pool.query<{document: ShadowDocument}>(
+    'SELECT document FROM shadow_history WHERE device_id = $1 AND version > $2 ORDER BY version', [id, afterVersion])
+  return rows.map((r) => r.document)
 }
 
 /** Current documents of several devices (for publishing deltas after a NOTIFY). */

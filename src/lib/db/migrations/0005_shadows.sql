@@ -17,6 +17,8 @@ CREATE TABLE shadow_history (
   actor     text NOT NULL,
   -- the update as applied: {"state": {"desired"|"reported": …}}
   change    jsonb NOT NULL,
+  -- the whole document at this version (what `shadow watch` streams, one per version)
+  document  jsonb NOT NULL,
   at        timestamptz NOT NULL DEFAULT now(),
   PRIMARY KEY (device_id, version)
 );
