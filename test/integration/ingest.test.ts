@@ -111,4 +111,24 @@ describe('telemetry ingest through the embedded broker', () => {
     await second.endAsync()
     await expect.poll(status, {timeout: 3000}).toBe('offline')
   })
+
+  it('the running ingest enforces retention: a raw day partition past the policy is dropped whole', async () => {
+    const {withTransaction} = await import('../../src/lib/db/pool.js')
+    const {writeTelemetry} = await import('../../src/lib/telemetry/store.js')
+    const old = new Date(Date.now() - 20 * 86_400_000)
+    await withTransaction(db.pool, db.url, (c) => writeTelemetry(c, [{device_id: 't1', metric: 'old', ts: old.toISOString(), value: 1, seq: 1}]))
+    const day = old.toISOString().slice(0, 10).replaceAll('-', '')
+    const exists = () => count(`SELECT count(*) AS n FROM pg_class WHERE relname = 'telemetry_p${day}'`)
+    expect(await exists()).toBe(1)
+    const logs: string[] = []
+    const service = createTelemetryService(db, (l) => logs.push(l), {retentionDelayMs: 50})
+    try {
+      await expect.poll(exists, {timeout: 10_000}).toBe(0)
+      expect(logs.join('\n')).toContain(`telemetry_p${day}`)
+      expect(await count("SELECT count(*) AS n FROM telemetry WHERE metric = 'old'")).toBe(0)
+      expect(await count("SELECT count(*) AS n FROM telemetry WHERE metric <> 'old'")).toBeGreaterThan(0) // recent data stays
+    } finally {
+      service.stop()
+    }
+  })
 })

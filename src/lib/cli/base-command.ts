@@ -56,7 +56,8 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
 
   protected addWarning(message: string): void {
     this.warnings.push(message)
-    if (!this.machineOutput) process.stderr.write(`Warning: ${message}\n`)
+    // CSV has no envelope to carry warnings: they go to stderr as for a person.
+    if (!this.machineOutput || this.format === 'csv') process.stderr.write(`Warning: ${message}\n`)
   }
 
   protected async render<R>(result: unknown, view?: View<R>): Promise<void> {

@@ -1,11 +1,13 @@
 import type {IotctlError} from '../core/errors.js'
 
-export const OUTPUT_FORMATS = ['table', 'json', 'yaml', 'name'] as const
+export const OUTPUT_FORMATS = ['table', 'json', 'yaml', 'name', 'csv'] as const
 export type OutputFormat = (typeof OUTPUT_FORMATS)[number]
 
 export interface Column<T> {
   header: string
   get: (row: T) => unknown
+  /** CSV header; defaults to the table header in lower case. */
+  key?: string
 }
 
 /** How a command's result looks in each format; commands return data, this renders it. */
@@ -53,6 +55,9 @@ export async function renderResult<T>(
       if (!view) return ''
       return view.rows(result).map((row) => view.name(row) + '\n').join('')
     }
+    case 'csv': {
+      return renderCsv(result, view)
+    }
     case 'table': {
       if (!view) {
         const {stringify} = await import('yaml')
@@ -71,6 +76,22 @@ export function cellText(value: unknown): string {
     return entries.map(([k, v]) => `${k}=${typeof v === 'object' ? JSON.stringify(v) : String(v)}`).join(',')
   }
   return String(value)
+}
+
+/**
+ * RFC 4180 CSV (csv-stringify quotes fields with commas, quotes or line breaks): the view's rows and
+ * columns, or, without a view, the result's own records (an array of objects, or one object).
+ */
+async function renderCsv<T>(result: unknown, view: View<T> | undefined): Promise<string> {
+  const {stringify} = await import('csv-stringify/sync')
+  const cell = (value: unknown) => (typeof value === 'number' || typeof value === 'boolean' ? value : cellText(value))
+  if (view) {
+    const header = view.columns.map((c) => c.key ?? c.header.toLowerCase())
+    return stringify([header, ...view.rows(result).map((row) => view.columns.map((c) => cell(c.get(row))))])
+  }
+  const records = (Array.isArray(result) ? result : result === null || result === undefined ? [] : [result]) as Array<Record<string, unknown>>
+  const header = [...new Set(records.flatMap((r) => (typeof r === 'object' && r !== null ? Object.keys(r) : [])))]
+  return stringify([header, ...records.map((r) => header.map((k) => cell(r?.[k])))])
 }
 
 /** kubectl-like borderless table: easy to read and to `awk`. */
