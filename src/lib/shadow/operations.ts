@@ -8,14 +8,17 @@ import {getShadow, rejectionError, setDesiredForSelection, SHADOW_CHANGED_CHANNE
 
 /** Who a CLI change is recorded as in shadow_history. */
 export function cliActor(kind: 'cli' | 'selector' = 'cli'): string {
-  let name = 'unknown'
-  try {
-    name = userInfo().username
-  } catch {
-    // no passwd entry (containers): keep "unknown"
+  if (userName === undefined) {
+    try {
+      userName = userInfo().username
+    } catch {
+      userName = 'unknown' // no passwd entry (containers)
+    }
   }
-  return `${kind}:${name}`
+  return `${kind}:${userName}`
 }
+
+let userName: string | undefined
 
 /** The desired patch from `key=value` arguments or a JSON file's text (exactly one of them). */
 export function desiredPatch(input: {assignments: string[]; fileText?: string; fileName?: string}): JsonObject {

@@ -17,6 +17,8 @@ const IDS_PER_NOTIFY = 100
 export interface UpdateContext {
   /** Who changed it: 'device', 'cli:alice', 'selector:alice'. */
   actor: string
+  /** The caller publishes the new delta itself (the sync service, for devices' own updates): no NOTIFY for it. */
+  callerPublishesDelta?: boolean
   limits?: ShadowLimits
   now?: number
 }
@@ -41,6 +43,10 @@ export async function hasShadow(db: Database, id: string): Promise<boolean> {
 }
 
 async function lockDocument(client: PoolClient, id: string): Promise<ShadowDocument> {
+  // The common case in one round trip: the shadow exists.
+  const {rows: existing} = await client.query<{document: ShadowDocument; status: string}>(
+    'SELECT s.document, d.status FROM shadows s JOIN devices d USING (device_id) WHERE s.device_id = $1 FOR UPDATE OF s', [id])
+  if (existing.length > 0 && existing[0]!.status !== 'deprovisioned') return existing[0]!.document
   const {rows: device} = await client.query<{status: string}>('SELECT status FROM devices WHERE device_id = $1', [id])
   if (device.length === 0) throw deviceMissing(id)
   if (device[0]!.status === 'deprovisioned') {
@@ -78,13 +84,13 @@ export async function updateShadow(db: Database, id: string, update: ShadowUpdat
       throw ROLL_BACK // not even the empty row lockDocument may have created stays
     }
     const doc = outcome.document
-    await client.query('UPDATE shadows SET document = $2, version = $3, pending_since = $4, updated_at = now() WHERE device_id = $1',
-      [id, doc, doc.version, pendingSince(doc)])
-    await client.query('INSERT INTO shadow_history (device_id, version, actor, change, document) VALUES ($1, $2, $3, $4, $5)',
-      [id, doc.version, context.actor, {state: outcome.applied.state}, doc])
     const deltaChanged = !jsonEqual(current.state.delta, doc.state.delta)
-    if (deltaChanged) await notify(client, SHADOW_CHANNEL, [id])
-    await notify(client, SHADOW_CHANGED_CHANNEL, [id])
+    // Write, record and announce in one statement (one round trip instead of four).
+    await client.query(`WITH u AS (UPDATE shadows SET document = $2, version = $3, pending_since = $4, updated_at = now() WHERE device_id = $1),
+      h AS (INSERT INTO shadow_history (device_id, version, actor, change, document) VALUES ($1, $3, $5, $6, $2))
+      SELECT pg_notify($7, $1), CASE WHEN $8 THEN pg_notify($9, $1) END`,
+    [id, doc, doc.version, pendingSince(doc), context.actor, {state: outcome.applied.state}, SHADOW_CHANGED_CHANNEL,
+      deltaChanged && !context.callerPublishesDelta, SHADOW_CHANNEL])
     return {...outcome, deltaChanged} as UpdateOutcome
   }).catch((error: unknown) => {
     if (error === ROLL_BACK && rejected) return rejected
@@ -133,9 +139,10 @@ export async function setDesiredForSelection(db: Database, selection: {selector?
     let after = ''
     for (;;) {
       const {rows} = await client.query<{device_id: string; document: ShadowDocument}>(
-        `SELECT s.device_id, s.document FROM shadows s
-         WHERE s.device_id IN (SELECT device_id FROM devices WHERE ${where} AND status <> 'deprovisioned') AND s.device_id > $${params.length + 1}
-         ORDER BY s.device_id LIMIT ${chunk} FOR UPDATE`, [...params, after])
+        // Keyset on the devices side of the join: each chunk costs the same (an IN (subquery) re-read the selection every time).
+        `SELECT device_id, s.document FROM devices d JOIN shadows s USING (device_id)
+         WHERE ${where} AND d.status <> 'deprovisioned' AND d.device_id > $${params.length + 1}
+         ORDER BY d.device_id LIMIT ${chunk} FOR UPDATE OF s`, [...params, after])
       if (rows.length === 0) break
       after = rows.at(-1)!.device_id
       result.matched += rows.length

@@ -52,9 +52,11 @@ function clientTokenOf(payload: Buffer): string | undefined {
 export function createShadowService(db: Database, publisher: ShadowPublisher, log: (line: string) => void, limits: ShadowLimits = DEFAULT_LIMITS): ShadowService {
   const stats: ShadowStats = {updates: 0, rejected: 0, gets: 0, deltas: 0}
   let listener: Listener | undefined
-  // One queue for delta publishing: each publish reads the current document, and publishing in
-  // order means a retained delta is never replaced by an older one.
-  let deltaQueue = Promise.resolve()
+  // Delta publishing in batches, one batch at a time: ids that arrive meanwhile join the next
+  // batch, each batch reads the current documents once and publishes them in parallel. Batches
+  // in order and fresh reads mean a retained delta is never replaced by an older one.
+  const waiting = new Set<string>()
+  let draining: Promise<void> | undefined
   // Updates of one device apply in arrival order (aedes may hand over one socket read's packets at once).
   const chains = new Map<string, Promise<void>>()
   const inOrder = (id: string, work: () => Promise<void>) => {
@@ -74,12 +76,23 @@ export function createShadowService(db: Database, publisher: ShadowPublisher, lo
     await publisher.publish(deviceTopic(id, 'shadow/delta'), message ? JSON.stringify(message) : '', {qos: 1, retain: true})
   }
 
+  const drain = async () => {
+    while (waiting.size > 0) {
+      const batch = [...waiting].slice(0, 2000)
+      for (const id of batch) waiting.delete(id)
+      try {
+        const docs = await shadowsOf(db, batch)
+        await Promise.all(batch.map((id) => publishDelta(id, docs.get(id))))
+      } catch (error) {
+        log(`publishing deltas failed: ${(error as Error).message}`)
+      }
+    }
+    draining = undefined
+  }
   const enqueueDeltas = (ids: string[]) => {
-    deltaQueue = deltaQueue.then(async () => {
-      const docs = await shadowsOf(db, ids)
-      for (const id of ids) await publishDelta(id, docs.get(id))
-    }).catch((error: Error) => log(`publishing deltas failed: ${error.message}`))
-    return deltaQueue
+    for (const id of ids) waiting.add(id)
+    draining ??= drain()
+    return draining
   }
 
   async function update(id: string, payload: Buffer): Promise<void> {
@@ -98,12 +111,16 @@ export function createShadowService(db: Database, publisher: ShadowPublisher, lo
     const parsed = parseUpdate(body)
     if ('ok' in parsed) return rejected(parsed.code, `${parsed.path ? `${parsed.path}: ` : ''}${parsed.message}`)
     if ('desired' in parsed.state) return rejected(403, 'a device reports state; desired state is set by operators (iotctl shadow set)')
-    const outcome = await updateShadow(db, id, parsed, {actor: 'device', limits})
+    // The new delta (usually its clear) is published here, without the NOTIFY round trip.
+    const outcome = await updateShadow(db, id, parsed, {actor: 'device', limits, callerPublishesDelta: true})
     if (!outcome.ok) {
       return rejected(outcome.code, `${outcome.path ? `${outcome.path}: ` : ''}${outcome.message}`, outcome.currentVersion === undefined ? {} : {version: outcome.currentVersion})
     }
     stats.updates++
     const doc = outcome.document
+    // The retained delta is brought up to date before the answer: a device that got `accepted` and
+    // reconnects never finds the delta it just satisfied.
+    if (outcome.deltaChanged) await enqueueDeltas([id])
     await send(id, 'shadow/update/accepted', {state: outcome.applied.state, metadata: outcome.applied.metadata, version: doc.version,
       timestamp: doc.timestamp, ...(doc.state.delta ? {delta: doc.state.delta} : {}), ...(clientToken ? {clientToken} : {})})
   }
@@ -135,7 +152,7 @@ export function createShadowService(db: Database, publisher: ShadowPublisher, lo
     },
     stop: async () => {
       await listener?.close()
-      await Promise.all([deltaQueue, ...chains.values()])
+      await Promise.all([draining, ...chains.values()])
     },
   }
 }
