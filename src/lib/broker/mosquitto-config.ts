@@ -75,8 +75,12 @@ export async function writeMosquittoConfig(options: MosquittoConfigOptions): Pro
     `max_packet_size ${options.maxPacketBytes}`,
     'persistence true',
     `persistence_location ${join(out, 'data')}/`,
+    // Save after every 10,000 changes (autosave_on_changes), not every change: each save rewrites the
+    // whole database, and saving per change made mosquitto rewrite 8–16 MiB per loop while QoS 1
+    // messages queued (bench ingest: 1,179 → 10,960 msgs/s). A mosquitto crash can lose up to 10,000
+    // unsaved changes; a clean stop (SIGTERM) saves everything.
     'autosave_on_changes true',
-    'autosave_interval 1',
+    'autosave_interval 10000',
     // The ingest keeps a persistent session at QoS 1: while a worker restarts, its messages wait
     // here, so the queue must hold a burst (default 1,000 would drop the rest). In flight per client
     // (MQTT 3.1.1; MQTT 5 clients set Receive Maximum): the ingest acknowledges after each batch

@@ -62,7 +62,10 @@ export async function startReconnectingClient(options: ReconnectingOptions): Pro
     reconnectPeriod: 0,
     connectTimeout: 10_000,
     ...(options.tls ? {cert: options.tls.cert, key: options.tls.key, ca: options.tls.ca, rejectUnauthorized: true} : {}),
-    ...(options.protocolVersion === 5 && options.receiveMaximum ? {properties: {receiveMaximum: options.receiveMaximum}} : {}),
+    // MQTT 5 ends a session at disconnect unless it has a Session Expiry Interval (§3.1.2.11.2):
+    // a persistent service session keeps its queue for a week while its worker restarts.
+    ...(options.protocolVersion === 5 ? {properties: {...(options.receiveMaximum ? {receiveMaximum: options.receiveMaximum} : {}),
+      ...(options.clean === false ? {sessionExpiryInterval: 7 * 86_400} : {})}} : {}),
     ...(options.will ? {will: {...options.will, payload: Buffer.from(options.will.payload)}} : {}),
   }
   options.onAttempt?.(Date.now())
@@ -71,6 +74,17 @@ export async function startReconnectingClient(options: ReconnectingOptions): Pro
   let attempt = 0
   let closing = false
   let timer: NodeJS.Timeout | undefined
+  // When mqtt.js itself tears a connection down (CONNACK timeout, CONNACK refused, keepalive
+  // timeout) with reconnectPeriod 0 and a clean session, _cleanUp calls _flush, which fails every
+  // pending QoS 1 publish with "Connection closed", although the message stays in the outgoing
+  // store and is resent, and acknowledged, on the next connection (its PUBACK then reaches no
+  // callback). A plain socket drop leaves them pending. Here they always stay pending until our
+  // own close(): the caller sees each message's real outcome, once.
+  const internal = client as unknown as {_flush: () => void}
+  const flush = internal._flush.bind(client)
+  internal._flush = () => {
+    if (closing) flush()
+  }
   const backoff = options.backoff ?? {baseMs: 1000, capMs: 60_000}
   client.on('connect', () => {
     connects++
@@ -86,7 +100,10 @@ export async function startReconnectingClient(options: ReconnectingOptions): Pro
       timer = undefined
       if (closing) return
       options.onAttempt?.(Date.now())
-      client.reconnect()
+      // Pass the stores back in: reconnect() without them replaces both with new empty ones
+      // (mqtt.js 5, client.js reconnect()), which silently drops every QoS 1 message queued
+      // while disconnected or in flight at the drop, and strands their callbacks forever.
+      client.reconnect({incomingStore: client.incomingStore, outgoingStore: client.outgoingStore})
     }, delay)
   })
   return {
@@ -97,7 +114,10 @@ export async function startReconnectingClient(options: ReconnectingOptions): Pro
     close: async () => {
       closing = true
       clearTimeout(timer)
-      await client.endAsync()
+      // Connected: DISCONNECT after the in-flight QoS 1 messages are acknowledged. Not connected
+      // (waiting to retry, or mid-handshake): end at once. A graceful end() would wait for PUBACKs
+      // that cannot come, and a CONNACK arriving after it still emits 'connect' on a closed client.
+      await client.endAsync(!client.connected)
     },
   }
 }

@@ -3,6 +3,9 @@ import {withTransaction} from '../db/pool.js'
 import {parseTelemetry, type TelemetryPoint} from './payload.js'
 import {writeTelemetry} from './store.js'
 
+/** The largest single write: everything that waited during the previous one, up to this. */
+export const MAX_WRITE_POINTS = 20_000
+
 export interface IngestOptions {
   db: Database
   /** Flush when this many points wait, or after `maxDelayMs`, whichever comes first. */
@@ -82,25 +85,54 @@ export class TelemetryIngest {
     return new Promise((resolve) => {
       if (this.waiting.length === 0) this.waitingSince = Date.now()
       this.waiting.push({points: parsed.points, resolve})
+      this.enqueued++
       this.waitingPoints += parsed.points.length
       this.inFlightPoints += parsed.points.length
-      if (this.waitingPoints >= this.maxPoints) this.flush()
-      else this.timer ??= setTimeout(() => this.flush(), this.maxDelayMs)
+      if (this.writing) return // the batch after the current write takes it
+      if (this.waitingPoints >= this.maxPoints) this.startWrite()
+      else this.timer ??= setTimeout(() => {
+        this.timer = undefined
+        this.startWrite()
+      }, this.maxDelayMs)
     })
   }
 
-  /** Write everything queued so far; resolves when it is committed. */
+  /**
+   * Write everything queued so far; resolves when it is committed. Group commit: while a write is
+   * in flight no new batch is cut; when it ends, everything that waited meanwhile goes in the next
+   * one (up to MAX_WRITE_POINTS). Cutting a batch every few ms regardless kept batches small and the
+   * single writer behind (bench ingest: 6.7k vs 9.8k msgs/s paced at 10k/s).
+   */
   flush(): Promise<void> {
     clearTimeout(this.timer)
     this.timer = undefined
-    const batch = this.waiting
-    this.waiting = []
-    this.waitingPoints = 0
-    if (batch.length === 0) return this.flushing
+    const target = this.enqueued
+    if (!this.writing) this.startWrite()
+    if (this.committed >= target) return Promise.resolve()
+    return new Promise((resolve) => this.flushWaiters.push({target, resolve}))
+  }
+
+  private writing = false
+  private enqueued = 0
+  private committed = 0
+  private flushWaiters: Array<{target: number; resolve: () => void}> = []
+
+  private startWrite(): void {
+    if (this.writing || this.waiting.length === 0) return
+    let points = 0
+    let n = 0
+    while (n < this.waiting.length && (n === 0 || points + this.waiting[n]!.points.length <= MAX_WRITE_POINTS)) points += this.waiting[n++]!.points.length
+    const batch = this.waiting.splice(0, n)
+    this.waitingPoints -= points
     this.writingSince.push(this.waitingSince ?? Date.now())
-    this.waitingSince = undefined
-    this.flushing = this.flushing.then(() => this.write(batch))
-    return this.flushing
+    this.waitingSince = this.waiting.length > 0 ? Date.now() : undefined
+    this.writing = true
+    this.flushing = this.write(batch).then(() => {
+      this.writing = false
+      this.committed += batch.length
+      this.flushWaiters = this.flushWaiters.filter((w) => (w.target <= this.committed ? (w.resolve(), false) : true))
+      if (this.waiting.length > 0) this.startWrite()
+    })
   }
 
   private async write(batch: Waiting[]): Promise<void> {
