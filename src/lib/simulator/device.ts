@@ -29,6 +29,12 @@ export interface VirtualDeviceOptions {
   intervalMs: number
   /** Delay of the first telemetry message, so a fleet's messages are spread over the interval. */
   offsetMs: number
+  /**
+   * The instant offsetMs counts from (default: the first connection). A fleet passes its own start,
+   * so devices that connected later in the paced ramp-up keep the fleet's even spread: the first
+   * message is at epoch + offset, or at the next multiple of the interval after it.
+   */
+  epochMs?: number
   walk: MetricWalk
   qos: 0 | 1
   backoff: {baseMs: number; capMs: number}
@@ -52,6 +58,11 @@ export class VirtualDevice {
   private shadowVersion = 0
   private reported: Record<string, unknown> = {}
   private stopped = false
+  /** stop() has begun: no new connection is taken up, no telemetry scheduled. */
+  private stopping = false
+  /** Telemetry is scheduled (from the first connection on); the next message is due at `due`, epoch + offset + k · interval. */
+  private scheduled = false
+  private due = 0
 
   constructor(private readonly o: VirtualDeviceOptions) {}
 
@@ -75,12 +86,31 @@ export class VirtualDevice {
       }
     })
     client.on('message', (topic, payload) => this.onMessage(client, topic, payload))
-    this.timer = setTimeout(() => this.tick(client), o.offsetMs)
+  }
+
+  /**
+   * Telemetry starts after the first CONNACK and `online` (PROTOCOL.md: status online, then
+   * telemetry), at the device's slot of the fleet's grid. Only later outages queue telemetry: mqtt.js
+   * replays queued QoS 1 messages one PUBACK at a time before it reports the connection, so a device
+   * that queued from its start would reach the broker with a backlog and count as connected late.
+   */
+  private schedule(client: MqttClient): void {
+    if (this.scheduled || this.stopping) return
+    this.scheduled = true
+    const o = this.o
+    const now = Date.now()
+    this.due = (o.epochMs ?? now) + o.offsetMs
+    if (this.due < now) this.due += Math.ceil((now - this.due) / o.intervalMs) * o.intervalMs
+    this.timer = setTimeout(() => this.tick(client), this.due - now)
   }
 
   private connectedNow = false
 
   private onConnect(client: MqttClient): void {
+    // mqtt.js still emits 'connect' for a CONNACK that arrives after end() closed the client's
+    // stores; publishing then throws from inside mqtt.js (Store.put on a closed store) and would
+    // take the whole simulator down. A stopping device ignores a late connection.
+    if (this.stopping) return
     const o = this.o
     if (this.managed!.connects > 1) o.counters.reconnects++
     this.connectedNow = true
@@ -91,6 +121,7 @@ export class VirtualDevice {
       this.publish(client, 'shadow/get', {clientToken: `get-${Date.now()}`})
     })
     this.publish(client, 'status', {state: 'online', ts: Date.now()}, true)
+    this.schedule(client)
   }
 
   private publish(client: MqttClient, leaf: string, body: unknown, retain = false): void {
@@ -113,7 +144,14 @@ export class VirtualDevice {
         o.counters.acknowledged++
       }
     })
-    this.timer = setTimeout(() => this.tick(client), o.intervalMs)
+    // Keep to the device's own grid (epoch + offset + k · interval) rather than "interval after this
+    // tick": timers that fired late together (a busy event loop: TLS handshakes of a large fleet)
+    // would otherwise stay together forever, and the fleet's evenly spread load would turn into
+    // bursts. Slots missed entirely are skipped, not caught up in a burst.
+    this.due += o.intervalMs
+    const now = Date.now()
+    if (this.due <= now) this.due += Math.ceil((now - this.due + 1) / o.intervalMs) * o.intervalMs
+    this.timer = setTimeout(() => this.tick(client), this.due - now)
   }
 
   private onMessage(client: MqttClient, topic: string, payload: Buffer): void {
@@ -152,11 +190,13 @@ export class VirtualDevice {
 
   /** Announce offline (retained) and leave cleanly, waiting for in-flight QoS 1 messages. */
   async stop(): Promise<void> {
+    this.stopping = true
     clearTimeout(this.timer)
     const client = this.managed?.client
     if (!client) return
     if (client.connected) {
-      await client.publishAsync(deviceTopic(this.o.id, 'status'), JSON.stringify({state: 'offline', ts: Date.now()}), {qos: 1, retain: true}).catch(() => undefined)
+      const offline = client.publishAsync(deviceTopic(this.o.id, 'status'), JSON.stringify({state: 'offline', ts: Date.now()}), {qos: 1, retain: true})
+      await Promise.race([offline.catch(() => undefined), new Promise((r) => setTimeout(r, 5000))])
     }
     this.stopped = true
     await Promise.race([this.managed!.close(), new Promise((r) => setTimeout(r, 5000))])

@@ -41,8 +41,9 @@ export interface RunningFleet {
 }
 
 /**
- * Start a fleet of virtual devices: connections paced at `startRate`, telemetry of device i first
- * sent at i/N of the interval so the fleet's load is even, not bursts.
+ * Start a fleet of virtual devices: connections paced at `startRate`, telemetry of device i sent
+ * at i/N of the interval (counted from the fleet's start, whenever the device itself started) so
+ * the fleet's load is even, not bursts.
  */
 export async function startFleet(options: FleetOptions): Promise<RunningFleet> {
   const counters = newCounters()
@@ -50,7 +51,7 @@ export async function startFleet(options: FleetOptions): Promise<RunningFleet> {
   const n = options.devices.length
   const devices = options.devices.map((d, i) => new VirtualDevice({
     id: d.id, url: options.url, tls: {cert: d.cert, key: d.key, ca: options.trust} satisfies TlsIdentity,
-    intervalMs: options.intervalMs, offsetMs: Math.floor((i / n) * options.intervalMs), walk: new MetricWalk(options.metrics, options.anomalyRate),
+    intervalMs: options.intervalMs, offsetMs: Math.floor((i / n) * options.intervalMs), epochMs: started, walk: new MetricWalk(options.metrics, options.anomalyRate),
     qos: options.qos, backoff: options.backoff ?? {baseMs: 1000, capMs: 60_000}, counters, onAttempt: options.onAttempt, ota: options.ota, log: options.log,
   }))
   const rate = options.startRate ?? 400
