@@ -91,7 +91,10 @@ export async function startReconnectingClient(options: ReconnectingOptions): Pro
     attempt = 0
     if (connects > 1) log(`reconnected to ${maskUrl(options.url)} as ${options.clientId}`)
   })
-  client.on('error', (error) => log(`MQTT error: ${error.message}`))
+  // Before the first CONNACK of a fail-fast client, the caller reports the error itself.
+  client.on('error', (error) => {
+    if (connects > 0 || options.retryFirst !== false) log(`MQTT error: ${error.message}`)
+  })
   client.on('close', () => {
     if (closing || timer || (connects === 0 && options.retryFirst === false)) return
     const delay = backoffDelay(attempt++, backoff.baseMs, backoff.capMs)
