@@ -1,22 +1,11 @@
+import type {FleetSummary} from '../../src/lib/simulator/index.js'
 import {spawn} from 'node:child_process'
 import {rm} from 'node:fs/promises'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {BIN, type CliResult} from '../helpers/cli.js'
 import {boundCli, describeRun, expectJsonError, expectOk, expectPlainError, type Cli} from '../helpers/e2e-expect.js'
 
-interface Summary {
-  devices: number
-  connected: number
-  sent: number
-  acknowledged: number
-  reconnects: number
-  errors: number
-  deltas_applied: number
-  commands_acked: number
-  anomalies: number
-  duration_s: number
-  registered: number
-}
+type Summary = FleetSummary & {registered: number}
 
 /** `iotctl simulate` checks its input before it looks for a stack or a database. */
 describe('iotctl simulate: input and preconditions (no stack)', () => {

@@ -1,14 +1,10 @@
-import {spawn, execFile, type ChildProcess} from 'node:child_process'
+import {execFile} from 'node:child_process'
 import {writeFile} from 'node:fs/promises'
-import {connect as tcpConnect} from 'node:net'
-import {userInfo} from 'node:os'
 import {join} from 'node:path'
 import type {MqttClient} from 'mqtt'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
-import {writeMosquittoConfig} from '../../src/lib/broker/mosquitto-config.js'
-import {freePort} from '../../src/lib/db/embedded.js'
+import {startMosquitto, type RunningMosquitto} from '../helpers/mosquitto.js'
 import {connectWith, pkiWorld, type PkiWorld} from '../helpers/mqtt-world.js'
-import {PASSPHRASE} from '../helpers/pki-fixtures.js'
 
 /**
  * Debian's real Mosquitto 2 (installed by .ci/run), started with the configuration iotctl writes:
@@ -17,43 +13,22 @@ import {PASSPHRASE} from '../helpers/pki-fixtures.js'
  */
 describe('Mosquitto with `iotctl broker config mosquitto`', () => {
   let world: PkiWorld
-  let mosquitto: ChildProcess
+  let mosquitto: RunningMosquitto
   let devicePort: number
   let servicePort: number
   const clients: MqttClient[] = []
-  let stderr = ''
 
   beforeAll(async () => {
     world = await pkiWorld({prefix: 'mosquitto', devices: ['m1', 'm2', 'm3'], operators: ['ingest'], revoked: ['m3']})
-    devicePort = await freePort()
-    servicePort = await freePort()
-    const out = join(world.dir, 'mosquitto')
-    await writeMosquittoConfig({caDir: world.caDir, passphrase: PASSPHRASE, outDir: out, host: '127.0.0.1', devicePort, servicePort,
-      maxPacketBytes: 65_536, user: userInfo().username})
-    mosquitto = spawn('mosquitto', ['-c', join(out, 'mosquitto.conf')], {stdio: ['ignore', 'ignore', 'pipe']})
-    mosquitto.stderr!.on('data', (d) => (stderr += d))
-    const spawned = new Promise((_, reject) => mosquitto.once('error', reject))
-    await Promise.race([spawned, waitForPort(devicePort, 10_000)])
+    mosquitto = await startMosquitto(world)
+    ;({devicePort, servicePort} = mosquitto)
   }, 120_000)
 
   afterAll(async () => {
     await Promise.all(clients.map((c) => c.endAsync(true).catch(() => undefined)))
-    mosquitto?.kill('SIGTERM')
+    await mosquitto?.stop()
     await world?.close()
   })
-
-  async function waitForPort(port: number, timeoutMs: number): Promise<void> {
-    const deadline = Date.now() + timeoutMs
-    for (;;) {
-      const open = await new Promise<boolean>((resolve) => {
-        const socket = tcpConnect(port, '127.0.0.1', () => socket.end(() => resolve(true)))
-        socket.on('error', () => resolve(false))
-      })
-      if (open) return
-      if (Date.now() > deadline) throw new Error(`mosquitto did not listen on ${port}: ${stderr}`)
-      await new Promise((r) => setTimeout(r, 100))
-    }
-  }
 
   async function connect(name: string, port: number): Promise<MqttClient> {
     const client = await connectWith(`mqtts://127.0.0.1:${port}`, world.certs.get(name)!, world.trust, name)
