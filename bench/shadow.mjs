@@ -98,6 +98,7 @@ export async function run(options) {
       logs: {broker: logTo('broker'), ingest: logTo('ingest'), shadow: logTo('shadow')}})
     cleanup.push(async () => {
       await services.broker.close()
+      await services.firmware.stop()
       await services.shadow.stop()
     })
     const trace = await traceServices(services, {listen: options.listener === false ? undefined : listen, url, channel: shadowLib.SHADOW_CHANNEL})

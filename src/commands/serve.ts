@@ -1,6 +1,7 @@
 import {BaseCommand} from '../lib/cli/base-command.js'
 import {Flags} from '../lib/cli/oclif.js'
 import {caPassphrase, pkiFlags} from '../lib/cli/pki-flags.js'
+import {firmwareDirFlags, firmwareDirs} from '../lib/cli/firmware-flags.js'
 import {notice} from '../lib/cli/progress.js'
 import {resolveCaDir} from '../lib/config/index.js'
 import {invalidInput} from '../lib/core/errors.js'
@@ -15,6 +16,8 @@ Components: ${SERVE_COMPONENTS.join(', ')}.
            the other components then run in its publish path: a device's PUBACK follows the commit.
   ingest   telemetry and status into PostgreSQL with rollups.
   shadow   device shadows: update/get answers, deltas published (retained) after each change and on connect.
+  controller  the OTA rollout controller (one leader by PostgreSQL advisory lock; others stand by) and the
+           HTTPS firmware artifact server (--artifact-port; signed, expiring URLs; Range requests).
 Without broker, ingest and shadow share one persistent QoS 1 session on --broker-url (Mosquitto, EMQX,
 HiveMQ) and acknowledge each message only when it is done; --shared spreads the load over several workers
 ($share/iotctl-ingest/..., $share/iotctl-shadow/...), each with its own identity (--identity DIR).
@@ -27,6 +30,9 @@ A stop (SIGTERM) stores and acknowledges everything taken; a crash loses nothing
 
   static override flags = {
     ...pkiFlags,
+    ...firmwareDirFlags,
+    'artifact-port': Flags.integer({description: 'controller: HTTPS port of the firmware artifact server', default: 8443, min: 0, max: 65_535}),
+    'artifact-url': Flags.string({description: 'controller: base URL devices download from, if not https://BIND:PORT (a load balancer)'}),
     components: Flags.string({description: `comma-separated: ${SERVE_COMPONENTS.join(', ')}`, default: 'broker,ingest,shadow', env: 'IOTCTL_COMPONENTS'}),
     identity: Flags.string({description: 'service identity directory from `certs issue --operator NAME --out DIR` (for mqtts:// brokers)', env: 'IOTCTL_IDENTITY'}),
     'client-id': Flags.string({description: 'MQTT client id of the services\' session (default: the identity\'s name)'}),
@@ -45,17 +51,20 @@ A stop (SIGTERM) stores and acknowledges everything taken; a crash loses nothing
       throw invalidInput('E_PORTS', '--mqtt-port and --service-port must differ', {hint: 'the defaults are 8883 and 8884'})
     }
     const endpoints = await this.ctx.endpoints()
-    const caDir = components.includes('broker') ? await resolveCaDir({caDir: f['ca-dir'], context: f.context}) : undefined
+    const needsCa = components.includes('broker') || components.includes('controller')
+    const caDir = needsCa ? await resolveCaDir({caDir: f['ca-dir'], context: f.context}) : undefined
+    const passphrase = caDir ? await caPassphrase(f['passphrase-file'], {caDir}) : undefined
     const services = await startServices({
       components,
       database: () => this.ctx.database(),
       log: (service, line) => notice(`[${service}] ${line}`),
-      broker: caDir ? {caDir, passphrase: await caPassphrase(f['passphrase-file'], {caDir}), host: f.bind, devicePort: f['mqtt-port'],
+      broker: caDir && components.includes('broker') ? {caDir, passphrase: passphrase!, host: f.bind, devicePort: f['mqtt-port'],
         servicePort: f['service-port'], maxPacketBytes: f['max-packet-size']} : undefined,
       ingest: {brokerUrl: endpoints.brokerUrl ?? '', tls: (f.identity ?? endpoints.identityDir) ? await readIdentityDir((f.identity ?? endpoints.identityDir)!) : undefined, clientId: f['client-id'],
         shared: f.shared, protocolVersion: f['mqtt-version'] === 5 ? 5 : 4},
+      firmware: caDir && components.includes('controller') ? {caDir, passphrase: passphrase!, ...firmwareDirs(f), host: f.bind, artifactPort: f['artifact-port'], artifactUrl: f['artifact-url']} : undefined,
     })
-    await this.render({status: 'running', pid: process.pid, components, broker: services.broker ?? null, ingest: services.ingest ?? null, shadow: services.shadow ?? null}, {
+    await this.render({status: 'running', pid: process.pid, components, broker: services.broker ?? null, ingest: services.ingest ?? null, shadow: services.shadow ?? null, controller: services.controller ?? null}, {
       rows: (r) => [r as {pid: number; components: string[]}],
       name: () => 'serve',
       columns: [{header: 'PID', get: (r) => r.pid}, {header: 'COMPONENTS', get: (r) => r.components.join(',')}],

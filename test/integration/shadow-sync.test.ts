@@ -40,6 +40,7 @@ describe('device shadows over MQTT (dev stack wiring)', () => {
   afterAll(async () => {
     await Promise.all(clients.map((c) => c.endAsync(true).catch(() => undefined)))
     await services?.broker.close()
+    await services?.firmware.stop()
     await services?.shadow.stop()
     await db?.drop()
     await cleanup(home)

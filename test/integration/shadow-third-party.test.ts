@@ -93,6 +93,7 @@ describe('a third-party device (mosquitto-clients) against the dev stack, follow
   afterAll(async () => {
     for (const child of running) child.kill('SIGKILL')
     await services?.broker.close()
+    await services?.firmware.stop()
     await services?.shadow.stop()
     await db?.drop()
     await cleanup(home)

@@ -39,6 +39,7 @@ describe('simulator fleet against the dev stack', () => {
   const stopServices = async () => {
     const s = services
     services = undefined
+    await s?.firmware.stop()
     await s?.broker.close()
     await s?.telemetry.flush()
     await s?.shadow.stop()

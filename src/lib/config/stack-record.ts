@@ -15,6 +15,8 @@ export interface StackRecord {
   postgres: {port: number; version?: string}
   /** identityDir: the CLI's service identity (operator.crt/.key, chain.pem) for the service listener. */
   broker?: {devicePort: number; servicePort: number; caDir: string; identityDir?: string}
+  /** The firmware artifact server (HTTPS, signed URLs). */
+  artifacts?: {port: number; baseUrl: string}
 }
 
 export function devDir(home = iotctlHome()): string {

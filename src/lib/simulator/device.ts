@@ -13,13 +13,31 @@ export interface FleetCounters {
   commandsAcked: number
   anomalies: number
   connected: number
+  otaInstalls: number
+  /** Accepted assignments that ended in failed (download, size, checksum, boot). */
+  otaFailures: number
+  /** Assignments refused by the checks (failed with a check's reason, or rejected). */
+  otaRefusals: number
+  otaRollbacks: number
+  /** Assignments the device went silent on (--ota-hang-rate). */
+  otaHangs: number
 }
 
-export const newCounters = (): FleetCounters => ({sent: 0, acknowledged: 0, reconnects: 0, errors: 0, deltasApplied: 0, commandsAcked: 0, anomalies: 0, connected: 0})
+export const newCounters = (): FleetCounters => ({sent: 0, acknowledged: 0, reconnects: 0, errors: 0, deltasApplied: 0, commandsAcked: 0, anomalies: 0, connected: 0,
+  otaInstalls: 0, otaFailures: 0, otaRefusals: 0, otaRollbacks: 0, otaHangs: 0})
 
-/** The OTA half of a device (download, verify, install, report) arrives with the rollout issue. */
+/** Publish device → cloud on the device's own connection (QoS 1; queued while it is disconnected). */
+export type OtaPublish = (leaf: string, body: unknown, retain?: boolean) => void
+
+/**
+ * The OTA half of a device (src/lib/simulator/ota.ts): it owns the running firmware version, which
+ * the device announces on `status` and which shadow deltas cannot change.
+ */
 export interface OtaHook {
-  onAssignment(device: {id: string; publish: (leaf: string, body: unknown) => void}, assignment: unknown): void
+  readonly firmware: string
+  /** A message on devices/{id}/firmware, as received (the signature covers its exact bytes). */
+  onAssignment(raw: Buffer, publish: OtaPublish): void
+  stop(): void
 }
 
 export interface VirtualDeviceOptions {
@@ -120,7 +138,7 @@ export class VirtualDevice {
       // The reconnect rule: subscribe first, then get, then apply only newer versions.
       this.publish(client, 'shadow/get', {clientToken: `get-${Date.now()}`})
     })
-    this.publish(client, 'status', {state: 'online', ts: Date.now()}, true)
+    this.publish(client, 'status', {state: 'online', ...(o.ota ? {firmware: o.ota.firmware} : {}), ts: Date.now()}, true)
     this.schedule(client)
   }
 
@@ -157,6 +175,7 @@ export class VirtualDevice {
   private onMessage(client: MqttClient, topic: string, payload: Buffer): void {
     const leaf = topic.slice(`devices/${this.o.id}/`.length)
     if (payload.length === 0) return // a cleared retained delta
+    if (leaf === 'firmware') return this.onFirmware(client, payload)
     let body: {version?: number; state?: Record<string, unknown>; id?: string}
     try {
       body = JSON.parse(payload.toString('utf8')) as typeof body
@@ -175,23 +194,37 @@ export class VirtualDevice {
     } else if (leaf === 'commands') {
       this.o.counters.commandsAcked++
       this.publish(client, 'commands/ack', {id: body.id ?? null, status: 'succeeded', ts: Date.now()})
-    } else if (leaf === 'firmware') {
-      if (this.o.ota) this.o.ota.onAssignment({id: this.o.id, publish: (l, b) => this.publish(client, l, b)}, body)
-      else this.o.log(`${this.o.id}: firmware assignment ignored (no OTA hook in this simulator)`)
     }
   }
 
-  /** "Apply" desired values: the device now runs them, and reports so. */
+  private onFirmware(client: MqttClient, payload: Buffer): void {
+    if (!this.o.ota) return this.o.log(`${this.o.id}: firmware assignment ignored (no OTA hook in this simulator)`)
+    // A report after stop() began would publish on a closing client (see onConnect).
+    this.o.ota.onAssignment(payload, (leaf, body, retain) => {
+      if (!this.stopping) this.publish(client, leaf, body, retain)
+    })
+  }
+
+  /**
+   * "Apply" desired values: the device now runs them, and reports so. Except `firmware`: a desired
+   * version is installed only through a signed assignment (the OTA hook), and the device reports
+   * the version it actually runs, so a delta never makes it claim firmware it does not have.
+   */
   private apply(client: MqttClient, delta: Record<string, unknown>): void {
-    this.reported = {...this.reported, ...delta}
+    const rest = {...delta}
+    delete rest.firmware
+    const report = 'firmware' in delta && this.o.ota ? {...rest, firmware: this.o.ota.firmware} : rest
+    if (Object.keys(report).length === 0) return
+    this.reported = {...this.reported, ...report}
     this.o.counters.deltasApplied++
-    this.publish(client, 'shadow/update', {state: {reported: delta}, clientToken: `apply-${this.shadowVersion}`})
+    this.publish(client, 'shadow/update', {state: {reported: report}, clientToken: `apply-${this.shadowVersion}`})
   }
 
   /** Announce offline (retained) and leave cleanly, waiting for in-flight QoS 1 messages. */
   async stop(): Promise<void> {
     this.stopping = true
     clearTimeout(this.timer)
+    this.o.ota?.stop()
     const client = this.managed?.client
     if (!client) return
     if (client.connected) {

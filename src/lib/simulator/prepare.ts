@@ -4,7 +4,8 @@ import {issueDeviceCertificates} from '../pki/index.js'
 import {importDevices, toDeviceInput} from '../registry/index.js'
 
 export interface SimulationPlan {
-  devices: Array<{id: string; cert: string; key: string}>
+  /** Identities, with the type and the firmware each device starts running (OTA checks both). */
+  devices: Array<{id: string; cert: string; key: string; type: string; firmware?: string}>
   registered: number
 }
 
@@ -33,5 +34,18 @@ export async function prepareSimulation(db: Database, options: {caDir: string; p
     }
   }
   const issued = await issueDeviceCertificates(db, {caDir: options.caDir, passphrase: options.passphrase, deviceIds: ids, days: 7})
-  return {registered, devices: issued.map((c) => ({id: c.record.subject_name, cert: c.certificate + c.chain, key: c.private_key!}))}
+  const registry = await registeredFirmware(db, ids)
+  // `--register --firmware V` says what the devices run; otherwise the registry knows (a device kept from
+  // an earlier run may have been updated since).
+  const firmwareOf = (id: string) => (options.register && options.firmware) || registry.get(id)?.firmware
+  return {registered, devices: issued.map((c) => {
+    const id = c.record.subject_name
+    return {id, cert: c.certificate + c.chain, key: c.private_key!, type: registry.get(id)?.type ?? options.type, firmware: firmwareOf(id)}
+  })}
+}
+
+async function registeredFirmware(db: Database, ids: string[]): Promise<Map<string, {type: string; firmware?: string}>> {
+  const {rows} = await db.pool.query<{device_id: string; device_type: string; firmware_version: string | null}>(
+    'SELECT device_id, device_type, firmware_version FROM devices WHERE device_id = ANY($1::text[])', [ids])
+  return new Map(rows.map((r) => [r.device_id, {type: r.device_type, firmware: r.firmware_version ?? undefined}]))
 }

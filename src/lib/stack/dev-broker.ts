@@ -7,6 +7,7 @@ import {startBroker, type RunningBroker} from '../broker/server.js'
 import {initCa, issueOperatorCertificate, publishCrls, supersedePredecessors, writeIssued} from '../pki/index.js'
 import {createShadowService, type ShadowService} from '../shadow/index.js'
 import {createTelemetryService, type TelemetryService} from '../telemetry/index.js'
+import {defaultFirmwareDirs, startFirmwareServices, type FirmwareServices} from './firmware-services.js'
 
 export interface DevBrokerOptions {
   home: string
@@ -14,8 +15,10 @@ export interface DevBrokerOptions {
   mqttPort: number
   servicePort: number
   maxPacketBytes?: number
-  /** Each service's log: the broker (CA, listeners, refusals), the telemetry ingest, the shadow sync. */
-  logs: {broker: (line: string) => void; ingest: (line: string) => void; shadow: (line: string) => void}
+  /** HTTPS port of the firmware artifact server (0: any free port). */
+  artifactPort?: number
+  /** Each service's log: the broker (CA, listeners, refusals), the telemetry ingest, the shadow sync, rollouts. */
+  logs: {broker: (line: string) => void; ingest: (line: string) => void; shadow: (line: string) => void; rollout?: (line: string) => void}
 }
 
 const exists = (path: string) => stat(path).then(() => true, () => false)
@@ -41,7 +44,7 @@ async function devPassphrase(caDir: string, caExists: boolean): Promise<string> 
 }
 
 /** Ensure a CA (creating one on first `dev up`), publish fresh CRLs, start the embedded broker. */
-export async function startDevBroker(options: DevBrokerOptions): Promise<{broker: RunningBroker; caDir: string; identityDir: string; telemetry: TelemetryService; shadow: ShadowService}> {
+export async function startDevBroker(options: DevBrokerOptions): Promise<{broker: RunningBroker; caDir: string; identityDir: string; telemetry: TelemetryService; shadow: ShadowService; firmware: FirmwareServices}> {
   const caDir = join(options.home, 'ca')
   const caExists = await exists(join(caDir, 'root.crt'))
   const passphrase = await devPassphrase(caDir, caExists)
@@ -61,11 +64,21 @@ export async function startDevBroker(options: DevBrokerOptions): Promise<{broker
   // The shadow service publishes through the broker, which starts after it: publishing waits for it.
   const started: {broker?: RunningBroker} = {}
   const shadow: ShadowService = createShadowService(options.db, {publish: (topic, payload, o) => started.broker!.publish(topic, payload, o)}, options.logs.shadow)
+  const firmware = await startFirmwareServices({db: options.db, ...defaultFirmwareDirs(options.home), caDir, passphrase, host: '127.0.0.1',
+    artifactPort: options.artifactPort ?? 0, createKeys: true, log: options.logs.rollout ?? options.logs.broker,
+    publish: (topic, payload, o) => started.broker!.publish(topic, payload, {...o, retain: false})})
   const broker = await startBroker({
-    beforeAck: (topic, payload) => (topic.includes('/shadow/') ? shadow.handle(topic, payload) : telemetry.handle(topic, payload)),
+    beforeAck: (topic, payload) => {
+      if (topic.includes('/shadow/')) return shadow.handle(topic, payload)
+      if (topic.endsWith('/ota/progress')) return firmware.controller.handleProgress(topic.split('/')[1]!, payload)
+      return telemetry.handle(topic, payload)
+    },
     onPresence: (deviceId, online) => {
       void telemetry.presence(deviceId, online)
-      if (online) void shadow.deviceOnline(deviceId)
+      if (online) {
+        void shadow.deviceOnline(deviceId)
+        void firmware.controller.deviceOnline(deviceId)
+      }
     },
     db: options.db, caDir, passphrase, devicePort: options.mqttPort, servicePort: options.servicePort, maxPacketBytes: options.maxPacketBytes, log: options.logs.broker,
     onDeviceAuthenticated: async (identity) => {
@@ -76,5 +89,6 @@ export async function startDevBroker(options: DevBrokerOptions): Promise<{broker
   options.logs.broker(`MQTT over TLS: devices on 127.0.0.1:${broker.devicePort}, services on 127.0.0.1:${broker.servicePort}`)
   started.broker = broker
   await shadow.start()
-  return {broker, caDir, identityDir, telemetry, shadow}
+  firmware.start()
+  return {broker, caDir, identityDir, telemetry, shadow, firmware}
 }

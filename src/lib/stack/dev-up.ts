@@ -21,6 +21,7 @@ export interface DevUpOptions {
   mqttPort: number
   servicePort: number
   maxPacketBytes?: number
+  artifactPort?: number
   /**
    * A person watching a foreground `dev up`: each service's lines (in its log file anyway) are
    * echoed here, prefixed `[service] `. Unset in the process `dev up --detach` starts, whose
@@ -86,7 +87,8 @@ export async function startDevStack(options: DevUpOptions): Promise<RunningStack
   const live = options.live ? liveLine(options.live.write) : undefined
   const echo = options.echo && ((line: string) => (live ? live.around(() => options.echo!(line)) : options.echo!(line)))
   const sinks = {stack: logSink(paths.log('stack'), 'stack', echo), broker: logSink(paths.log('broker'), 'broker', echo),
-    ingest: logSink(paths.log('ingest'), 'ingest', echo), shadow: logSink(paths.log('shadow'), 'shadow', echo)}
+    ingest: logSink(paths.log('ingest'), 'ingest', echo), shadow: logSink(paths.log('shadow'), 'shadow', echo),
+    rollout: logSink(paths.log('rollout'), 'rollout', echo)}
   const log = sinks.stack.log
   const closeLogs = () => Promise.all(Object.values(sinks).map((sink) => sink.close()))
   const pgLog = createWriteStream(paths.log('postgres'), {flags: 'a'})
@@ -107,7 +109,7 @@ export async function startDevStack(options: DevUpOptions): Promise<RunningStack
       const {applied} = await migrate(pool, server.url)
       if (applied.length > 0) log(`applied migrations ${applied.join(', ')}`)
       const services = await startDevBroker({home, db: {pool, url: server.url}, mqttPort: options.mqttPort,
-        servicePort: options.servicePort, maxPacketBytes: options.maxPacketBytes, logs: {broker: sinks.broker.log, ingest: sinks.ingest.log, shadow: sinks.shadow.log}})
+        servicePort: options.servicePort, maxPacketBytes: options.maxPacketBytes, logs: {broker: sinks.broker.log, ingest: sinks.ingest.log, shadow: sinks.shadow.log, rollout: sinks.rollout.log}, artifactPort: options.artifactPort})
       const monitor = await startMonitor({sample: () => sampleStack(services), heartbeatFile: paths.heartbeat,
         // At a terminal the live line replaces the periodic one on screen; the last one stays visible.
         log: live ? sinks.stack.file : log, last: log, everyMs: options.summaryEveryMs ?? 10_000,
@@ -128,6 +130,7 @@ export async function startDevStack(options: DevUpOptions): Promise<RunningStack
       dataDir: paths.root,
       postgres: {port: server.port, version: server.version},
       broker: {devicePort: services.broker.devicePort, servicePort: services.broker.servicePort, caDir: services.caDir, identityDir: services.identityDir},
+      artifacts: {port: services.firmware.artifacts.port, baseUrl: services.firmware.artifacts.baseUrl},
     }
     await writeStackRecord(record, home)
     log(`ready (pid ${process.pid})`)
@@ -137,7 +140,7 @@ export async function startDevStack(options: DevUpOptions): Promise<RunningStack
       rmSync(stackRecordFile(home), {force: true})
       // Stop taking messages, store what was acknowledged-pending, then close the database.
       stopping ??= monitor.stop().then(() => log(reason ? `${reason}: stopping` : 'stopping'))
-        .then(() => services.broker.close()).then(() => services.telemetry.flush()).then(() => services.shadow.stop()).then(() => pool.end()).then(() => server.stop())
+        .then(() => services.firmware.stop()).then(() => services.broker.close()).then(() => services.telemetry.flush()).then(() => services.shadow.stop()).then(() => pool.end()).then(() => server.stop())
         .then(async () => {
           log('stopped')
           pgLog.end()

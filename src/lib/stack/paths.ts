@@ -3,7 +3,7 @@ import {devDir} from '../config/stack-record.js'
 import {iotctlHome} from '../config/home.js'
 
 /** Services with a log file of their own, in the order `dev logs` prints them. */
-export const DEV_SERVICES = ['stack', 'postgres', 'broker', 'ingest', 'shadow'] as const
+export const DEV_SERVICES = ['stack', 'postgres', 'broker', 'ingest', 'shadow', 'rollout'] as const
 export type DevService = (typeof DEV_SERVICES)[number]
 
 /** Everything `dev up` owns lives under $IOTCTL_HOME/dev/; `dev reset` removes exactly this. */

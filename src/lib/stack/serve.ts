@@ -7,8 +7,9 @@ import {parseDeviceTopic} from '../mqtt/topics.js'
 import {startServiceSubscriber} from '../mqtt/subscriber.js'
 import {createShadowService, SHADOW_SHARE_GROUP, SHADOW_TOPICS, type ShadowPublisher} from '../shadow/index.js'
 import {createTelemetryService, INGEST_SHARE_GROUP, INGEST_TOPICS, parseStatus, type TelemetryService} from '../telemetry/index.js'
+import {OTA_TOPICS, ROLLOUT_SHARE_GROUP, startFirmwareServices, type FirmwareServices} from './firmware-services.js'
 
-export const SERVE_COMPONENTS = ['broker', 'ingest', 'shadow'] as const
+export const SERVE_COMPONENTS = ['broker', 'ingest', 'shadow', 'controller'] as const
 export type ServeComponent = (typeof SERVE_COMPONENTS)[number]
 
 export function parseComponents(text: string): ServeComponent[] {
@@ -31,6 +32,8 @@ export interface ServeOptions {
   broker?: {caDir: string; passphrase: string; host: string; devicePort: number; servicePort: number; maxPacketBytes: number}
   /** For `ingest` and `shadow` without `broker`: the external broker and this worker's identity. */
   ingest?: {brokerUrl: string; tls?: TlsIdentity; clientId?: string; shared: boolean; protocolVersion: 4 | 5}
+  /** For `controller`: the signing key and artifacts, and the HTTPS artifact server's listener. */
+  firmware?: {caDir: string; passphrase: string; keysDir: string; artifactDir: string; host: string; artifactPort: number; artifactUrl?: string}
 }
 
 export interface RunningServices {
@@ -38,12 +41,16 @@ export interface RunningServices {
   broker?: {devicePort: number; servicePort: number}
   ingest?: {mode: 'in-broker' | 'subscriber'; clientId?: string}
   shadow?: {mode: 'in-broker' | 'subscriber'; clientId?: string}
+  controller?: {artifactPort: number; artifactUrl: string}
   telemetry?: TelemetryService
   stop(): Promise<void>
 }
 
 /** Everything that can be wrong with the options, before any connection is made. */
-export function checkServeOptions(options: Pick<ServeOptions, 'components' | 'broker' | 'ingest'>): void {
+export function checkServeOptions(options: Pick<ServeOptions, 'components' | 'broker' | 'ingest' | 'firmware'>): void {
+  if (options.components.includes('controller') && !options.firmware) {
+    throw usageError('E_CONTROLLER_OPTIONS', 'the controller component needs the CA directory (artifact server certificate) and the passphrase of the signing key', {hint: 'pass --ca-dir and --passphrase-file (or IOTCTL_CA_PASSPHRASE)'})
+  }
   if (options.components.includes('broker')) {
     if (!options.broker) throw usageError('E_BROKER_OPTIONS', 'the broker component needs a CA directory and its passphrase', {hint: 'pass --ca-dir and --passphrase-file (or IOTCTL_CA_PASSPHRASE)'})
     return
@@ -78,12 +85,22 @@ export async function startServices(options: ServeOptions): Promise<RunningServi
     const shadow = want.has('shadow')
       ? createShadowService(db, {publish: (topic, payload, o) => outbox.publisher!.publish(topic, payload, o)}, (line) => options.log('shadow', line))
       : undefined
+    let firmware: FirmwareServices | undefined
+    if (want.has('controller')) {
+      const f = options.firmware!
+      firmware = await startFirmwareServices({db, ...f, createKeys: false, log: (line) => options.log('controller', line),
+        publish: (topic, payload, o) => outbox.publisher!.publish(topic, payload, {...o, retain: false})})
+    }
     const route = async (topic: string, payload: Buffer): Promise<void> => {
       const parsed = parseDeviceTopic(topic)
       if (!parsed) return
       if (parsed.leaf.startsWith('shadow/')) return shadow?.handle(topic, payload)
+      if (parsed.leaf === 'ota/progress') return firmware?.controller.handleProgress(parsed.deviceId, payload)
       await telemetry?.handle(topic, payload)
-      if (parsed.leaf === 'status' && shadow && parseStatus(payload) === 'active') await shadow.deviceOnline(parsed.deviceId)
+      if (parsed.leaf === 'status' && parseStatus(payload) === 'active') {
+        if (shadow) await shadow.deviceOnline(parsed.deviceId)
+        if (firmware) await firmware.controller.deviceOnline(parsed.deviceId)
+      }
     }
     let broker: RunningBroker | undefined
     let clientId: string | undefined
@@ -92,10 +109,11 @@ export async function startServices(options: ServeOptions): Promise<RunningServi
       broker = await startBroker({
         db, caDir: b.caDir, passphrase: b.passphrase, host: b.host, devicePort: b.devicePort, servicePort: b.servicePort,
         maxPacketBytes: b.maxPacketBytes, log: (line) => options.log('broker', line),
-        ...(telemetry || shadow ? {beforeAck: route} : {}),
+        ...(telemetry || shadow || firmware ? {beforeAck: route} : {}),
         onPresence: (id, online) => {
           if (telemetry) void telemetry.presence(id, online)
           if (online && shadow) void shadow.deviceOnline(id)
+          if (online && firmware) void firmware.controller.deviceOnline(id)
         },
       })
       outbox.publisher = broker
@@ -109,12 +127,18 @@ export async function startServices(options: ServeOptions): Promise<RunningServi
       const topics = [
         ...(telemetry ? INGEST_TOPICS.map((filter) => ({filter, group: INGEST_SHARE_GROUP})) : []),
         ...(shadow ? SHADOW_TOPICS.filter((f) => !(telemetry && f.endsWith('/status'))).map((filter) => ({filter, group: SHADOW_SHARE_GROUP})) : []),
+        ...(firmware ? [...OTA_TOPICS, ...(telemetry || shadow ? [] : ['devices/+/status'])].map((filter) => ({filter, group: ROLLOUT_SHARE_GROUP})) : []),
       ]
       const subscriber = await startServiceSubscriber({brokerUrl: i.brokerUrl, clientId, tls: i.tls, topics, shared: i.shared,
         protocolVersion: i.protocolVersion, handle: route, log: (line) => options.log('serve', line)})
       outbox.publisher = subscriber
       stops.push(() => subscriber.close())
       stops.push(async () => telemetry?.flush())
+    }
+    if (firmware) {
+      // Started once there is something to publish through; stopped first (stops run in reverse).
+      firmware.start()
+      stops.push(() => firmware!.stop())
     }
     if (shadow) {
       await shadow.start()
@@ -136,6 +160,7 @@ export async function startServices(options: ServeOptions): Promise<RunningServi
       broker: broker ? {devicePort: broker.devicePort, servicePort: broker.servicePort} : undefined,
       ingest: telemetry ? {mode, ...(clientId ? {clientId} : {})} : undefined,
       shadow: shadow ? {mode, ...(clientId ? {clientId} : {})} : undefined,
+      controller: firmware ? {artifactPort: firmware.artifacts.port, artifactUrl: firmware.artifacts.baseUrl} : undefined,
       telemetry,
       stop: stopAll,
     }
