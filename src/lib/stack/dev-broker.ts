@@ -6,7 +6,7 @@ import type {Database} from '../db/pool.js'
 import {startBroker, type RunningBroker} from '../broker/server.js'
 import {initCa, issueOperatorCertificate, publishCrls, supersedePredecessors, writeIssued} from '../pki/index.js'
 import {createShadowService, type ShadowService} from '../shadow/index.js'
-import {createTelemetryService, type TelemetryService} from '../telemetry/index.js'
+import {createTelemetryService, parseStatus, type TelemetryService} from '../telemetry/index.js'
 import {defaultFirmwareDirs, startFirmwareServices, type FirmwareServices} from './firmware-services.js'
 
 export interface DevBrokerOptions {
@@ -17,6 +17,8 @@ export interface DevBrokerOptions {
   maxPacketBytes?: number
   /** HTTPS port of the firmware artifact server (0: any free port). */
   artifactPort?: number
+  /** How often the rollout controller steps (default 1 s; tests and the demo go faster). */
+  rolloutTickMs?: number
   /** Each service's log: the broker (CA, listeners, refusals), the telemetry ingest, the shadow sync, rollouts. */
   logs: {broker: (line: string) => void; ingest: (line: string) => void; shadow: (line: string) => void; rollout?: (line: string) => void}
 }
@@ -65,20 +67,19 @@ export async function startDevBroker(options: DevBrokerOptions): Promise<{broker
   const started: {broker?: RunningBroker} = {}
   const shadow: ShadowService = createShadowService(options.db, {publish: (topic, payload, o) => started.broker!.publish(topic, payload, o)}, options.logs.shadow)
   const firmware = await startFirmwareServices({db: options.db, ...defaultFirmwareDirs(options.home), caDir, passphrase, host: '127.0.0.1',
-    artifactPort: options.artifactPort ?? 0, createKeys: true, log: options.logs.rollout ?? options.logs.broker,
+    artifactPort: options.artifactPort ?? 0, tickMs: options.rolloutTickMs, createKeys: true, log: options.logs.rollout ?? options.logs.broker,
     publish: (topic, payload, o) => started.broker!.publish(topic, payload, {...o, retain: false})})
   const broker = await startBroker({
     beforeAck: (topic, payload) => {
       if (topic.includes('/shadow/')) return shadow.handle(topic, payload)
       if (topic.endsWith('/ota/progress')) return firmware.controller.handleProgress(topic.split('/')[1]!, payload)
+      // A device announces itself online after subscribing (PROTOCOL.md): then its open assignments can reach it.
+      if (topic.endsWith('/status') && parseStatus(payload) === 'active') void firmware.controller.deviceOnline(topic.split('/')[1]!)
       return telemetry.handle(topic, payload)
     },
     onPresence: (deviceId, online) => {
       void telemetry.presence(deviceId, online)
-      if (online) {
-        void shadow.deviceOnline(deviceId)
-        void firmware.controller.deviceOnline(deviceId)
-      }
+      if (online) void shadow.deviceOnline(deviceId)
     },
     db: options.db, caDir, passphrase, devicePort: options.mqttPort, servicePort: options.servicePort, maxPacketBytes: options.maxPacketBytes, log: options.logs.broker,
     onDeviceAuthenticated: async (identity) => {

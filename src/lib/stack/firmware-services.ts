@@ -22,6 +22,7 @@ export interface FirmwareServicesOptions {
   publish: (topic: string, payload: string, options: {qos: 1}) => Promise<void>
   log: (line: string) => void
   tickMs?: number
+  standbyMs?: number
 }
 
 export interface FirmwareServices {
@@ -42,7 +43,7 @@ export async function startFirmwareServices(o: FirmwareServicesOptions): Promise
   const store = new FileArtifactStore(o.artifactDir)
   const secret = await urlSigningSecret(o.artifactDir)
   const artifacts = await startArtifactServer({store, secret, caDir: o.caDir, passphrase: o.passphrase, host: o.host, port: o.artifactPort, log: o.log})
-  const controller = createRolloutController({db: o.db, publish: o.publish, signing, log: o.log, tickMs: o.tickMs,
+  const controller = createRolloutController({db: o.db, publish: o.publish, signing, log: o.log, tickMs: o.tickMs, standbyMs: o.standbyMs,
     artifacts: {baseUrl: o.artifactUrl ?? artifacts.baseUrl, secret}})
   return {
     controller, artifacts,

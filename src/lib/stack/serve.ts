@@ -113,7 +113,6 @@ export async function startServices(options: ServeOptions): Promise<RunningServi
         onPresence: (id, online) => {
           if (telemetry) void telemetry.presence(id, online)
           if (online && shadow) void shadow.deviceOnline(id)
-          if (online && firmware) void firmware.controller.deviceOnline(id)
         },
       })
       outbox.publisher = broker
