@@ -58,6 +58,8 @@ export async function rolloutWorld(options: {tickMs?: number} = {}) {
 
   return {
     db, home, services, log, dispatched, caDir, passphrase,
+    /** Every controller: the dev stack's own first, then those added with controller(). */
+    controllers: () => [services.firmware.controller, ...controllers],
     /** Register `count` devices of `type` on `firmware`, issue certificates, and connect them. */
     fleet: async (prefix: string, count: number, type: string, firmware: string, ota: Partial<OtaOptions> = {}, start = true) => {
       const plan = await prepareSimulation(db, {caDir, passphrase, prefix, count, type, firmware, register: true})
