@@ -61,9 +61,9 @@ export async function rolloutWorld(options: {tickMs?: number} = {}) {
     /** Every controller: the dev stack's own first, then those added with controller(). */
     controllers: () => [services.firmware.controller, ...controllers],
     /** Register `count` devices of `type` on `firmware`, issue certificates, and connect them. */
-    fleet: async (prefix: string, count: number, type: string, firmware: string, ota: Partial<OtaOptions> = {}, start = true) => {
+    fleet: async (prefix: string, count: number, type: string, firmware: string, ota: Partial<OtaOptions> = {}, start = true, intervalMs = 5000) => {
       const plan = await prepareSimulation(db, {caDir, passphrase, prefix, count, type, firmware, register: true})
-      const run = () => startFleet({url: `mqtts://127.0.0.1:${services.broker.devicePort}`, trust, devices: plan.devices, intervalMs: 5000,
+      const run = () => startFleet({url: `mqtts://127.0.0.1:${services.broker.devicePort}`, trust, devices: plan.devices, intervalMs,
         metrics: parseMetrics(DEFAULT_METRICS), anomalyRate: 0, qos: 1, log: () => undefined,
         ota: {trustedKey, ca: root, failureRate: 0, hangRate: 0, installMs: 50, rebootMs: 50, ...ota}})
       if (!start) return {ids: plan.devices.map((d) => d.id), start: async () => fleets[fleets.push(await run()) - 1]!}

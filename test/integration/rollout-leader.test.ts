@@ -25,8 +25,9 @@ describe('rollout controller: leader election and crashes at fault points', () =
 
   it('two controllers at once: exactly one leads, and every device installs exactly once', async () => {
     const second = await w.controller()
-    await sleep(600)
     const all = [w.services.firmware.controller, second]
+    await eventually('a leader', async () => ((await leaders(all)).length > 0 ? true : undefined), 10_000, 50)
+    await sleep(1000) // both have tried the lock several times by now
     expect(await leaders(all)).toHaveLength(1)
     const {rows} = await w.db.pool.query<{n: number}>("SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND objid = $1 AND granted", [LEADER_LOCK_KEY])
     expect(rows[0]!.n).toBe(1)

@@ -1,7 +1,7 @@
 import {describe, expect, it} from 'vitest'
 
 import {
-  commandTransition, decide, dispatchBudget, emptyCounts, failureStats, nextTargetState, reachedCount,
+  commandTransition, decide, dispatchBudget, emptyCounts, rateWindowMs, failureStats, nextTargetState, reachedCount,
   ROLLOUT_STATES, statesAccepting, TARGET_STATES, timeoutVerdict,
   type Counts, type Decision, type RolloutPolicy, type RolloutSnapshot, type RolloutState, type TargetEvent, type TargetState,
 } from '../../src/lib/rollout/machine.js'
@@ -250,6 +250,10 @@ describe('decide', () => {
   })
 })
 
+describe('rateWindowMs', () => {
+  it.each([[100, 60_000], [1, 60_000], [0.5, 120_000], [0.1, 600_000]])('%s/min → %s ms', (rate, ms) => expect(rateWindowMs(rate)).toBe(ms))
+})
+
 describe('dispatchBudget', () => {
   const cases: Array<[string, Parameters<typeof dispatchBudget>, number]> = [
     ['unlimited: every pending target', [120, undefined, 0], 120],
@@ -257,13 +261,21 @@ describe('dispatchBudget', () => {
     ['unlimited is capped per step (default 5000)', [100_000, undefined, 0], 5000],
     ['a custom per-step cap', [100, undefined, 0, 30], 30],
     ['nothing pending', [0, undefined, 0], 0],
-    ['rate with nothing dispatched recently', [500, 100, 0], 100],
-    ['rate minus the last minute\'s dispatches', [500, 100, 40], 60],
+    ['rate with nothing dispatched recently: one second\'s worth per step', [500, 100, 0], 2],
+    ['6000/min: a hundred per step', [10_000, 6000, 0], 100],
+    ['rate minus the last minute\'s dispatches', [500, 6000, 5950], 50],
     ['rate used up exactly', [500, 100, 100], 0],
     ['rate overrun is 0, never negative', [500, 100, 250], 0],
-    ['fewer pending than the rate allows', [7, 100, 40], 7],
-    ['rate above the per-step cap', [20_000, 10_000, 0], 5000],
-    ['rate and a custom cap: the smallest wins', [50, 100, 20, 10], 10],
+    ['fewer pending than the rate allows', [1, 100, 40], 1],
+    ['rate above the per-step cap', [2_000_000, 600_000, 0], 5000],
+    ['rate and a custom cap: the smallest wins', [50, 6000, 20, 10], 10],
+    ['60/min at the stage start: one, not sixty at once', [500, 60, 0, 5000, 0], 1],
+    ['600/min after 10 s of the stage with 98 sent: the ramp allows 3, a step 10', [500, 600, 98, 5000, 10_000], 3],
+    ['6000/min after a whole minute with none sent: one second\'s worth', [50_000, 6000, 0, 5000, 120_000], 100],
+    ['30/h: one per two-minute window', [10, 0.5, 0, 5000, 300_000], 1],
+    ['120/min with two sent in the last second: none now', [100, 120, 2, 5000, 120_000, 2], 0],
+    ['120/min with one sent in the last second: one more', [100, 120, 1, 5000, 120_000, 1], 1],
+    ['30/h: none while the window holds one', [10, 0.5, 1, 5000, 300_000], 0],
   ]
   it.each(cases)('%s', (_name, args, expected) => {
     expect(dispatchBudget(...args)).toBe(expected)

@@ -4,7 +4,7 @@ import {faultPoint, FaultInjected} from '../core/faults.js'
 import {setDesiredForDevices} from '../shadow/index.js'
 import {claimTargets, publishCommitted, republishFor, type DispatchContext} from './dispatch.js'
 import {applyHealthGates} from './health.js'
-import {decide, dispatchBudget, type Decision} from './machine.js'
+import {decide, dispatchBudget, rateWindowMs, type Decision} from './machine.js'
 import {applyProgress, parseProgress} from './progress.js'
 import {countTargets, logEvent, readRollout, type RolloutRecord} from './store.js'
 
@@ -96,8 +96,12 @@ export function createRolloutController(options: ControllerOptions): RolloutCont
   const apply = async (client: PoolClient, r: RolloutRecord, d: Decision, pending: number): Promise<void> => {
     switch (d.action) {
       case 'dispatch': {
-        const {rows} = await client.query<{n: number}>("SELECT count(*)::int AS n FROM rollout_targets WHERE rollout = $1 AND dispatched_at > now() - interval '1 minute'", [r.name])
-        const ids = await claimTargets(client, r.name, r.stage, dispatchBudget(pending, r.rate_per_minute ?? undefined, rows[0]!.n))
+        const rate = r.rate_per_minute ?? undefined
+        const {rows} = rate === undefined ? {rows: [{n: 0, second: 0}]} : await client.query<{n: number; second: number}>(`SELECT count(*)::int AS n,
+            count(*) FILTER (WHERE dispatched_at > clock_timestamp() - interval '1 second')::int AS second FROM rollout_targets
+          WHERE rollout = $1 AND dispatched_at > clock_timestamp() - make_interval(secs => $2::float8 / 1000)`, [r.name, rateWindowMs(rate)])
+        const sinceStage = ctx.now() - (r.stage_started_at?.getTime() ?? 0)
+        const ids = await claimTargets(client, r.name, r.stage, dispatchBudget(pending, rate, rows[0]!.n, 5000, sinceStage, rows[0]!.second))
         if (ids.length === 0) return
         await setDesiredForDevices(client, ids, {firmware: r.version}, {actor: `rollout:${r.name}`})
         await logEvent(client, r.name, 'dispatched', {stage: r.stage, count: ids.length})

@@ -84,12 +84,18 @@ export async function republishFor(ctx: DispatchContext, deviceId: string): Prom
   return rows.length
 }
 
-/** Mark the next targets dispatched, inside the step's transaction; returns their ids. */
+/**
+ * Mark the next targets dispatched, inside the step's transaction; returns their ids. The picked
+ * rows are a MATERIALIZED CTE: with `WHERE device_id IN (SELECT … LIMIT n)` PostgreSQL may run the
+ * subquery more than once and update more than n rows (measured here: 4 claimed for a budget of 1).
+ */
 export async function claimTargets(client: PoolClient, rollout: string, throughStage: number, count: number): Promise<string[]> {
   if (count <= 0) return []
-  const {rows} = await client.query<{device_id: string}>(`UPDATE rollout_targets SET state = 'dispatched', assignment_id = $4, dispatched_at = now(), updated_at = now()
-    WHERE rollout = $1 AND device_id IN (SELECT device_id FROM rollout_targets WHERE rollout = $1 AND stage <= $2 AND state = 'pending'
+  const {rows} = await client.query<{device_id: string}>(`WITH picked AS MATERIALIZED (
+      SELECT device_id FROM rollout_targets WHERE rollout = $1 AND stage <= $2 AND state = 'pending'
       ORDER BY position LIMIT $3 FOR UPDATE SKIP LOCKED)
-    RETURNING device_id`, [rollout, throughStage, count, assignmentId(rollout, 'install')])
+    UPDATE rollout_targets t SET state = 'dispatched', assignment_id = $4, dispatched_at = clock_timestamp(), updated_at = now()
+    FROM picked WHERE t.rollout = $1 AND t.device_id = picked.device_id
+    RETURNING t.device_id`, [rollout, throughStage, count, assignmentId(rollout, 'install')])
   return rows.map((r) => r.device_id)
 }

@@ -110,10 +110,23 @@ export function decide(s: RolloutSnapshot, p: RolloutPolicy, now: number): Decis
   return s.stage + 1 >= p.stageCount ? {action: 'complete'} : {action: 'advance', toStage: s.stage + 1}
 }
 
-/** How many may be dispatched now: --rate over a sliding minute, capped per step to keep transactions short. */
-export function dispatchBudget(pending: number, ratePerMinute: number | undefined, dispatchedLastMinute: number, perStepCap = 5000): number {
-  const allowed = ratePerMinute === undefined ? pending : Math.max(0, ratePerMinute - dispatchedLastMinute)
-  return Math.min(pending, allowed, perStepCap)
+/** The sliding window --rate is enforced over: a minute, or longer for rates below one a minute (30/h: two minutes). */
+export const rateWindowMs = (ratePerMinute: number) => Math.max(60_000, Math.ceil(60_000 / ratePerMinute))
+
+/**
+ * How many may be dispatched now: at most --rate's share of any sliding window (rateWindowMs), and
+ * within a stage's first window no faster than the rate itself (60/min is one a second, not sixty at
+ * once); capped per step to keep transactions short.
+ */
+export function dispatchBudget(pending: number, ratePerMinute: number | undefined, dispatchedInWindow: number, perStepCap = 5000, msSinceStageStart = Number.POSITIVE_INFINITY, dispatchedLastSecond = 0): number {
+  if (ratePerMinute === undefined) return Math.min(pending, perStepCap)
+  const windowMs = rateWindowMs(ratePerMinute)
+  const perWindow = Math.max(1, Math.floor((ratePerMinute * windowMs) / 60_000))
+  const ramp = Math.floor((ratePerMinute * Math.min(windowMs, msSinceStageStart)) / 60_000) + 1
+  const allowed = Math.max(0, Math.min(perWindow, ramp) - dispatchedInWindow)
+  // At most one second's worth in any second: a step that comes late does not catch up in a burst.
+  const burst = Math.max(0, Math.max(1, Math.ceil(ratePerMinute / 60)) - dispatchedLastSecond)
+  return Math.min(pending, allowed, burst, perStepCap)
 }
 
 /** A target in flight too long: `unreached` when it never answered and its device is offline, else `timed-out`. */

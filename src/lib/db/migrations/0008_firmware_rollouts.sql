@@ -30,7 +30,7 @@ CREATE TABLE rollouts (
   max_failure_rate  double precision NOT NULL,
   min_decided       integer NOT NULL,
   min_coverage      double precision NOT NULL,
-  rate_per_minute   integer,
+  rate_per_minute   double precision CHECK (rate_per_minute > 0),
   step_timeout_ms   bigint NOT NULL,
   health            text,
   rollback          boolean NOT NULL DEFAULT false,
