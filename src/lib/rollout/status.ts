@@ -1,6 +1,6 @@
 import type {Database} from '../db/pool.js'
 import {IotctlError, ExitCode, timedOut} from '../core/errors.js'
-import {failureStats, reachedCount, type Counts} from './machine.js'
+import {decide, failureStats, reachedCount, type Counts} from './machine.js'
 import {getRollout, isFinal} from './operations.js'
 import {countTargets, type RolloutRecord} from './store.js'
 
@@ -23,6 +23,8 @@ export interface RolloutStatus {
   soak_left_s: number | null
   eta_s: number | null
   reason: string | null
+  /** Why a running rollout is not moving on right now (updating devices, soak, coverage). */
+  waiting: string | null
   started_at: string | null
   finished_at: string | null
 }
@@ -50,7 +52,10 @@ export async function rolloutStatus(db: Database, name: string, now = Date.now()
     const dispatchMs = r.rate_per_minute ? (counts.pending / r.rate_per_minute) * 60_000 : 0
     eta = Math.round((remainingSoaks + dispatchMs) / 1000)
   }
+  const decision = decide({state: r.state, stage: r.stage, soakStartedAt: r.soak_started_at?.getTime(), counts: throughStage, size: stageSize},
+    {stageCount: r.stages.length, soakMs: r.soak_ms, maxFailureRate: r.max_failure_rate, minDecided: r.min_decided, minCoverage: r.min_coverage}, now)
   return {
+    waiting: decision.action === 'none' ? decision.waiting ?? null : null,
     name: r.name, firmware: `${r.device_type}@${r.version}`, state: r.state, stage: r.stage + 1, stages: r.stages, stage_percent: r.stages[r.stage]!,
     targets: r.target_count, counts,
     per_stage: perStage.map((c, i) => ({stage: i + 1, percent: r.stages[i]!, size: sum(c), counts: c})),

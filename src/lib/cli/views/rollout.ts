@@ -60,6 +60,7 @@ export function statusLines(s: RolloutStatus, width = 30): string[] {
     lines.push(`  stage ${st.stage} ${String(st.percent).padStart(3)}% [${'#'.repeat(fill)}${'x'.repeat(Math.min(fail, width - fill))}${'.'.repeat(Math.max(0, width - fill - fail))}] ${done}/${st.size} ok, ${bad} failed`)
   }
   if (s.soak_left_s !== null) lines.push(`  soaking: ${s.soak_left_s}s left`)
+  if (s.waiting) lines.push(`  waiting: ${s.waiting}`)
   if (s.reason) lines.push(`  reason: ${s.reason}`)
   return lines
 }
