@@ -41,6 +41,8 @@ export interface DevStatus {
     broker: ServiceStatus & {listeners: {device?: ListenerStatus; service?: ListenerStatus}; connections: number | null}
     /** Runs in the stack process: healthy while that process lives and its heartbeat is fresh. */
     ingest: ServiceStatus & {heartbeat_age_ms: number | null; stats: Heartbeat['ingest'] | null}
+    /** The firmware artifact server (HTTPS; the rollout controller runs beside it): healthy when its TLS handshake succeeds. */
+    artifacts: ServiceStatus & {url: string | null}
   }
 }
 
@@ -74,13 +76,20 @@ export async function devStatus(home = iotctlHome()): Promise<DevStatus> {
   }
   const heartbeat = await readHeartbeat(paths.heartbeat)
   const current = heartbeat?.pid === record.pid ? heartbeat : undefined // not one left by an earlier stack
-  const [postgres, broker] = await Promise.all([postgresStatus(record, paths.pgData), brokerStatus(record)])
+  const [postgres, broker, artifacts] = await Promise.all([postgresStatus(record, paths.pgData), brokerStatus(record), artifactStatus(record)])
   if (record.broker) broker.connections = current?.connections ?? null
   const ingest = ingestStatus(record, current)
   return {running: true, pid: record.pid, startedAt: record.startedAt, dataDir: paths.root,
     database: {url: postgres.url, reachable: postgres.healthy, ...(postgres.version ? {version: postgres.version} : {}), ...(postgres.error ? {error: postgres.error} : {})},
     ...(record.broker ? {broker: {mqtt_url: mqttsUrl(record.broker.devicePort), service_url: mqttsUrl(record.broker.servicePort), ca_dir: record.broker.caDir}} : {}),
-    services: {postgres, broker, ingest}}
+    services: {postgres, broker, ingest, artifacts}}
+}
+
+async function artifactStatus(record: StackRecord): Promise<DevStatus['services']['artifacts']> {
+  if (!record.artifacts || !record.broker) return {pid: null, ports: {}, healthy: false, error: 'the stack recorded no artifact server', url: null}
+  const ca = await readFile(join(record.broker.caDir, 'root.crt'), 'utf8').catch(() => undefined)
+  const probe = await probeListener(record.artifacts.port, ca)
+  return {pid: record.pid, ports: {https: record.artifacts.port}, healthy: probe.healthy, ...(probe.error ? {error: probe.error} : {}), url: record.artifacts.baseUrl}
 }
 
 const mqttsUrl = (port: number) => `mqtts://127.0.0.1:${port}`
@@ -168,7 +177,7 @@ function ingestStatus(record: StackRecord, current: Heartbeat | undefined): DevS
 
 /** One table row per service, for people: `dev status`. */
 export function serviceRows(status: DevStatus): Array<{service: string; pid: number | null; ports: string; health: string; detail: string}> {
-  const {postgres, broker, ingest} = status.services
+  const {postgres, broker, ingest, artifacts} = status.services
   const ports = (s: ServiceStatus) => Object.entries(s.ports).map(([name, port]) => (Object.keys(s.ports).length === 1 ? String(port) : `${name}=${port}`)).join(' ') || '-'
   const health = (s: ServiceStatus) => (s.healthy ? 'healthy' : 'unhealthy')
   const detail = (s: ServiceStatus, text: string) => (s.error ? s.error : text)
@@ -179,6 +188,7 @@ export function serviceRows(status: DevStatus): Array<{service: string; pid: num
       detail: detail(broker, `${broker.connections ?? '?'} connections, ${broker.listeners.device?.url ?? '?'} (devices)`)},
     {service: 'ingest', pid: ingest.pid, ports: ports(ingest), health: health(ingest),
       detail: detail(ingest, stats ? `${stats.messages} messages, ${stats.pending_points} points pending, ${stats.rejected} rejected, ${stats.failures} write failures` : '')},
+    {service: 'artifacts', pid: artifacts.pid, ports: ports(artifacts), health: health(artifacts), detail: detail(artifacts, `${artifacts.url} (firmware downloads; rollout controller beside it)`)},
   ]
 }
 
