@@ -10,6 +10,8 @@ import {countTargets, logEvent, readRollout, type RolloutRecord} from './store.j
 
 /** One key for the whole fleet: the controller that holds it is the leader (DESIGN §1). */
 export const LEADER_LOCK_KEY = 0x10_7c_71 // "iotctl"
+/** Targets claimed per step (one transaction): large enough for throughput, small enough to keep locks short. */
+const DISPATCH_PER_STEP = 5000
 
 export interface ControllerOptions extends Omit<DispatchContext, 'now' | 'assignmentTtlMs'> {
   log: (line: string) => void
@@ -60,7 +62,11 @@ export function createRolloutController(options: ControllerOptions): RolloutCont
     return true
   }
 
+  /** Set by a step that used its whole dispatch budget with more pending: the next step follows at once. */
+  let more = false
+
   const step = async (): Promise<void> => {
+    more = false
     if (stopped || !(await acquire())) return
     const {rows} = await options.db.pool.query<{name: string}>(`SELECT name FROM rollouts r WHERE state IN ('running', 'soaking')
       OR EXISTS (SELECT 1 FROM rollout_targets t WHERE t.rollout = r.name AND t.dispatched_at IS NOT NULL AND t.published_at IS NULL)
@@ -101,7 +107,9 @@ export function createRolloutController(options: ControllerOptions): RolloutCont
             count(*) FILTER (WHERE dispatched_at > clock_timestamp() - interval '1 second')::int AS second FROM rollout_targets
           WHERE rollout = $1 AND dispatched_at > clock_timestamp() - make_interval(secs => $2::float8 / 1000)`, [r.name, rateWindowMs(rate)])
         const sinceStage = ctx.now() - (r.stage_started_at?.getTime() ?? 0)
-        const ids = await claimTargets(client, r.name, r.stage, dispatchBudget(pending, rate, rows[0]!.n, 5000, sinceStage, rows[0]!.second))
+        const budget = dispatchBudget(pending, rate, rows[0]!.n, DISPATCH_PER_STEP, sinceStage, rows[0]!.second)
+        const ids = await claimTargets(client, r.name, r.stage, budget)
+        if (rate === undefined && ids.length === DISPATCH_PER_STEP && pending > ids.length) more = true
         if (ids.length === 0) return
         await setDesiredForDevices(client, ids, {firmware: r.version}, {actor: `rollout:${r.name}`})
         await logEvent(client, r.name, 'dispatched', {stage: r.stage, count: ids.length})
@@ -173,7 +181,7 @@ export function createRolloutController(options: ControllerOptions): RolloutCont
       log(`step failed: ${error.message}`)
     }).finally(() => {
       running = undefined
-      if (!stopped) timer = setTimeout(loop, leaderClient ? options.tickMs ?? 1000 : options.standbyMs ?? 2000)
+      if (!stopped) timer = setTimeout(loop, more ? 0 : leaderClient ? options.tickMs ?? 1000 : options.standbyMs ?? 2000)
     })
   }
   return {
