@@ -5,7 +5,7 @@ import {configFile} from './home.js'
 import {resolveEndpoints, type EndpointFlags} from './resolve.js'
 
 export {iotctlHome} from './home.js'
-export {resolveCaDir, resolveEndpoints, requireDatabaseUrl, type EndpointFlags, type Endpoints} from './resolve.js'
+export {currentContextEntry, resolveCaDir, resolveEndpoints, requireDatabaseUrl, type EndpointFlags, type Endpoints} from './resolve.js'
 
 export interface ConfigView {
   file: string
@@ -62,6 +62,7 @@ export async function setContext(name: string, entry: ContextEntry, options: {us
   assertContextName(name)
   if (entry['database-url']) assertUrl(entry['database-url'], ['postgres:', 'postgresql:'], '--database-url')
   if (entry['broker-url']) assertUrl(entry['broker-url'], ['mqtt:', 'mqtts:', 'ws:', 'wss:'], '--broker-url')
+  if (entry['influx-url']) assertUrl(entry['influx-url'], ['http:', 'https:'], '--influx-url')
   const config = await loadConfig()
   const created = !config.contexts[name]
   config.contexts[name] = {...config.contexts[name], ...Object.fromEntries(Object.entries(entry).filter(([, v]) => v !== undefined))}

@@ -1,0 +1,11 @@
+import {unavailable, type IotctlError} from '../../core/errors.js'
+import type {SinkError} from './types.js'
+
+/** A sink that refused for good, as the exit-6 error the command ends with. */
+export function sinkStopped(error: SinkError): IotctlError {
+  return unavailable(`E_${error.sink.toUpperCase()}_REFUSED`, `telemetry sink ${error.sink} stopped: ${error.message}`, {
+    hint: error.hint ?? 'fix the sink\'s settings and restart; unacknowledged messages are redelivered by the devices',
+    data: {sink: error.sink, ...(error.status === undefined ? {} : {status: error.status})},
+    cause: error,
+  })
+}
