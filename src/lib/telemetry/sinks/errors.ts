@@ -9,3 +9,12 @@ export function sinkStopped(error: SinkError): IotctlError {
     cause: error,
   })
 }
+
+/** A failed InfluxDB call outside the ingest (setup, query): exit 6 with the server's reason. */
+export function influxFailed(error: SinkError, doing: string): IotctlError {
+  return unavailable(error.permanent ? 'E_INFLUX_REFUSED' : 'E_INFLUX_UNAVAILABLE', `${doing}: ${error.message}`, {
+    hint: error.hint ?? 'check --influx-url and that InfluxDB 2.x is running (VictoriaMetrics and other write-only endpoints serve no Flux)',
+    data: error.status === undefined ? undefined : {status: error.status},
+    cause: error,
+  })
+}
