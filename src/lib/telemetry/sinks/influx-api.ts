@@ -1,4 +1,4 @@
-import {notFound} from '../../core/errors.js'
+import {notFound, type IotctlError} from '../../core/errors.js'
 import {maskUrl} from '../../core/url.js'
 import {bucketSpecs, planInfluxSetup, ROLLUP_TIERS, taskName, type ExistingBucket, type ExistingTask, type SetupAction} from '../flux.js'
 import {influxFailed} from './errors.js'
@@ -24,7 +24,12 @@ async function connect(settings: InfluxSettings) {
 }
 
 async function orgId(call: <T>(method: string, path: string) => Promise<T>, settings: InfluxSettings): Promise<string> {
-  const {orgs} = await call<{orgs?: Array<{id: string}>}>('GET', `/api/v2/orgs?org=${encodeURIComponent(settings.org)}`).catch(() => ({orgs: []}))
+  // InfluxDB answers an unknown org with 404 or an empty list; any other failure (a bad token) stays as it is.
+  const {orgs} = await call<{orgs?: Array<{id: string}>}>('GET', `/api/v2/orgs?org=${encodeURIComponent(settings.org)}`)
+    .catch((error: IotctlError) => {
+      if (error.data?.status === 404) return {orgs: []}
+      throw error
+    })
   if (!orgs?.[0]) {
     throw notFound('E_INFLUX_ORG', `InfluxDB at ${maskUrl(settings.url)} has no organization ${JSON.stringify(settings.org)}`, {hint: 'check --influx-org (create it with `influx org create`)'})
   }

@@ -26,7 +26,7 @@ async function loadClient(log: (line: string) => void) {
 
 /** Why a 4xx will never succeed, and what to do about it. */
 function refusalHint(status: number): string {
-  if (status === 401 || status === 403) return 'check --influx-token / IOTCTL_INFLUX_TOKEN: it needs write access to the bucket'
+  if (status === 401 || status === 403) return 'check --influx-token / IOTCTL_INFLUX_TOKEN: the sink needs write access to the bucket, queries read access'
   if (status === 404) return 'check --influx-org and --influx-bucket; `iotctl telemetry setup influx` creates the bucket'
   if (status === 413) return 'the server refuses batches this large: raise its request size limit'
   return 'the server refused the points themselves; see its message'
