@@ -27,10 +27,10 @@ function tagSet(device: string, tags: DeviceTags | undefined): string {
 export function toLineProtocol(points: TelemetryPoint[], tagsOf: (device: string) => DeviceTags | undefined): string[] {
   const lines = new Map<string, {device: string; ns: string; fields: Map<string, number>}>()
   for (const p of points) {
-    const ns = pointNs(p)
-    const key = `${p.device_id} ${ns}`
+    // Keyed by the timestamp text: the metrics of one message share it, so it is converted once per line.
+    const key = `${p.device_id} ${p.ns ?? p.ts}`
     let line = lines.get(key)
-    if (!line) lines.set(key, (line = {device: p.device_id, ns, fields: new Map()}))
+    if (!line) lines.set(key, (line = {device: p.device_id, ns: pointNs(p), fields: new Map()}))
     line.fields.set(p.metric, p.value)
   }
   const tagSets = new Map<string, string>()
