@@ -39,6 +39,17 @@ describe('iotctl with an InfluxDB telemetry sink (VictoriaMetrics as the server)
     expect(r.stdout + r.stderr).not.toContain(TOKEN)
   })
 
+  it('dev up with a refused token: exit 6 with the reason, no stack left running, the token nowhere', async () => {
+    const {cli: dev, home} = await boundCli(undefined)
+    const r = await dev(['dev', 'up', '--mqtt-port', '0', '--service-port', '0', '--telemetry-sink', 'postgres,influx', '--influx-url', guarded.url,
+      '--influx-org', 'acme', '--influx-bucket', 'iot', '-o', 'json'], {env: {IOTCTL_INFLUX_TOKEN: TOKEN}})
+    const error = expectJsonError(r, 6, 'E_INFLUX_REFUSED', {atStart: false})
+    expect(error.message).toMatch(/answered 401 Unauthorized/)
+    expect(r.stdout + r.stderr).not.toContain(TOKEN)
+    const status = await dev(['dev', 'status', '-o', 'json'], {env: {IOTCTL_HOME: home}})
+    expect(expectJsonError(status, 3, 'E_STACK_NOT_RUNNING').data).toMatchObject({running: false})
+  }, 60_000)
+
   it('refuses incomplete or unknown sink settings before connecting anywhere', async () => {
     const cases: Array<[string[], number, string]> = [
       [['serve', '--components', 'ingest,broker', '--telemetry-sink', 'mysql'], 2, 'E_TELEMETRY_SINK'],
@@ -47,6 +58,7 @@ describe('iotctl with an InfluxDB telemetry sink (VictoriaMetrics as the server)
         '--influx-org', 'o', '--influx-bucket', 'b'], 2, 'E_INFLUX_SETTINGS'],
     ]
     for (const [args, exit, code] of cases) expectJsonError(await cli([...args, '-o', 'json']), exit, code, {atStart: false})
+    expectJsonError(await cli(['dev', 'up', '--telemetry-sink', 'influx', '-o', 'json']), 2, 'E_INFLUX_SETTINGS')
   })
 
   it('telemetry query against a server without Flux is exit 6 with its answer', async () => {
@@ -55,6 +67,20 @@ describe('iotctl with an InfluxDB telemetry sink (VictoriaMetrics as the server)
     const error = expectJsonError(r, 6, 'E_INFLUX_REFUSED')
     expect(error.message).toMatch(/^Flux query: InfluxDB at http:\/\/127\.0\.0\.1:\d+\/? answered 4\d\d/)
     expect(r.stdout + r.stderr).not.toContain(TOKEN)
+  })
+
+  it('a context stores the sink and endpoint: config view masks the token, telemetry query goes to InfluxDB', async () => {
+    const {cli: ctx} = await boundCli(undefined)
+    const set = await ctx(['config', 'set-context', 'tsdb', '--telemetry-sink', 'influx', '--influx-url', vm.url, '--influx-token', TOKEN,
+      '--influx-org', 'acme', '--influx-bucket', 'iot', '--use', '-o', 'json'])
+    expect(set.code, describeRun(set)).toBe(0)
+    const view = await ctx(['config', 'view', '-o', 'json'])
+    expect(view.json().result.contexts).toEqual([{name: 'tsdb', current: true, telemetry_sink: 'influx', influx_url: expect.stringContaining('127.0.0.1'), influx_token: '***'}])
+    expect(view.stdout + view.stderr).not.toContain(TOKEN)
+    // No flags: the context's sink (influx only) decides where the query goes; VictoriaMetrics has no Flux.
+    const r = await ctx(['telemetry', 'query', '--device', 'i1', '--metric', 't', '--since', '1h', '-o', 'json'])
+    expect(expectJsonError(r, 6, 'E_INFLUX_REFUSED').message).toMatch(/^Flux query: /)
+    expect(expectJsonError(await ctx(['config', 'set-context', 'x', '--telemetry-sink', 'kafka', '-o', 'json']), 4, 'E_TELEMETRY_SINK')).toBeTruthy()
   })
 
   it('serve --telemetry-sink postgres,influx stores a QoS 1 message in both before its PUBACK', async () => {
