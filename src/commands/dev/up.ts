@@ -39,7 +39,8 @@ to its log (\`iotctl dev logs stack\`). While it runs, every other command finds
       const record = await startDetached(['--db-port', String(this.flags['db-port']), '--mqtt-port', String(this.flags['mqtt-port']),
         '--service-port', String(this.flags['service-port']), '--max-packet-size', String(this.flags['max-packet-size']),
         '--summary-interval', this.flags['summary-interval'], '--telemetry-sink', sinks.kinds.join(','),
-        ...(influx ? ['--influx-url', influx.url, '--influx-org', influx.org, '--influx-bucket', influx.bucket, '--influx-labels', influx.labels.join(',')] : [])],
+        ...(influx ? ['--influx-url', influx.url, '--influx-org', influx.org, '--influx-bucket', influx.bucket] : []),
+        ...(influx && influx.labels.length > 0 ? ['--influx-labels', influx.labels.join(',')] : [])],
       {env: influx ? {IOTCTL_INFLUX_TOKEN: influx.token} : {}})
       await this.render(summary(record, true), view)
       if (!this.machineOutput) notice(record.alreadyRunning ? 'the dev stack was already running' : 'stop it with `iotctl dev down`')
