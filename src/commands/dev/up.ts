@@ -85,8 +85,10 @@ const view = {
 async function waitForSignal(stack: RunningStack): Promise<Error | undefined> {
   return new Promise((resolve) => {
     const stop = (reason: string, error?: Error) => void stack.stop(reason).then(() => resolve(error))
-    process.once('SIGINT', stop)
-    process.once('SIGTERM', stop)
+    // A signal handler gets (signal, number): pass the name only, never the number as an "error".
+    const onSignal = (signal: NodeJS.Signals) => stop(signal)
+    process.once('SIGINT', onSignal)
+    process.once('SIGTERM', onSignal)
     void stack.failed.then((error) => stop('telemetry sink failed', error))
   })
 }
