@@ -3,6 +3,7 @@ import {Flags} from '../lib/cli/oclif.js'
 import {caPassphrase, pkiFlags} from '../lib/cli/pki-flags.js'
 import {firmwareDirFlags, firmwareDirs} from '../lib/cli/firmware-flags.js'
 import {notice} from '../lib/cli/progress.js'
+import {telemetrySinkFlags} from '../lib/cli/telemetry-sink-flags.js'
 import {resolveCaDir} from '../lib/config/index.js'
 import {invalidInput} from '../lib/core/errors.js'
 import {readIdentityDir} from '../lib/mqtt/identity.js'
@@ -14,7 +15,9 @@ export default class Serve extends BaseCommand<typeof Serve> {
 Components: ${SERVE_COMPONENTS.join(', ')}.
   broker   the embedded MQTT broker (aedes, mutual TLS, the topic contract) on --mqtt-port/--service-port;
            the other components then run in its publish path: a device's PUBACK follows the commit.
-  ingest   telemetry and status into PostgreSQL with rollups.
+  ingest   telemetry and status into PostgreSQL with rollups, and/or InfluxDB (--telemetry-sink influx or
+           postgres,influx); a QoS 1 message is acknowledged once every sink stored it. A sink that refuses
+           for good (bad token, unknown bucket) stops the services with exit 6.
   shadow   device shadows: update/get answers, deltas published (retained) after each change and on connect.
   controller  the OTA rollout controller (one leader by PostgreSQL advisory lock; others stand by) and the
            HTTPS firmware artifact server (--artifact-port; signed, expiring URLs; Range requests).
@@ -26,6 +29,7 @@ A stop (SIGTERM) stores and acknowledges everything taken; a crash loses nothing
     '<%= config.bin %> certs issue --operator ingest-1 --out ./ingest-1',
     '<%= config.bin %> serve --components ingest --broker-url mqtts://mqtt.example.com:8884 --identity ./ingest-1 --database-url postgres://…',
     '<%= config.bin %> serve --components broker,ingest --ca-dir ./ca --passphrase-file ./ca.pass --database-url postgres://…',
+    'IOTCTL_INFLUX_TOKEN=… <%= config.bin %> serve --telemetry-sink postgres,influx --influx-url http://influx:8086 --influx-org acme --influx-bucket iot …',
   ]
 
   static override flags = {
@@ -33,6 +37,7 @@ A stop (SIGTERM) stores and acknowledges everything taken; a crash loses nothing
     ...firmwareDirFlags,
     'artifact-port': Flags.integer({description: 'controller: HTTPS port of the firmware artifact server', default: 8443, min: 0, max: 65_535}),
     'artifact-url': Flags.string({description: 'controller: base URL devices download from, if not https://BIND:PORT (a load balancer)'}),
+    ...telemetrySinkFlags,
     components: Flags.string({description: `comma-separated: ${SERVE_COMPONENTS.join(', ')}`, default: 'broker,ingest,shadow', env: 'IOTCTL_COMPONENTS'}),
     identity: Flags.string({description: 'service identity directory from `certs issue --operator NAME --out DIR` (for mqtts:// brokers)', env: 'IOTCTL_IDENTITY'}),
     'client-id': Flags.string({description: 'MQTT client id of the services\' session (default: the identity\'s name)'}),
@@ -54,8 +59,10 @@ A stop (SIGTERM) stores and acknowledges everything taken; a crash loses nothing
     const needsCa = components.includes('broker') || components.includes('controller')
     const caDir = needsCa ? await resolveCaDir({caDir: f['ca-dir'], context: f.context}) : undefined
     const passphrase = caDir ? await caPassphrase(f['passphrase-file'], {caDir}) : undefined
+    const sinks = components.includes('ingest') ? await this.ctx.sinkSelection(f) : undefined
     const services = await startServices({
       components,
+      sinks,
       database: () => this.ctx.database(),
       log: (service, line) => notice(`[${service}] ${line}`),
       broker: caDir && components.includes('broker') ? {caDir, passphrase: passphrase!, host: f.bind, devicePort: f['mqtt-port'],
@@ -64,26 +71,36 @@ A stop (SIGTERM) stores and acknowledges everything taken; a crash loses nothing
         shared: f.shared, protocolVersion: f['mqtt-version'] === 5 ? 5 : 4},
       firmware: caDir && components.includes('controller') ? {caDir, passphrase: passphrase!, ...firmwareDirs(f), host: f.bind, artifactPort: f['artifact-port'], artifactUrl: f['artifact-url']} : undefined,
     })
-    await this.render({status: 'running', pid: process.pid, components, broker: services.broker ?? null, ingest: services.ingest ?? null, shadow: services.shadow ?? null, controller: services.controller ?? null}, {
+    await this.render({status: 'running', pid: process.pid, components, broker: services.broker ?? null, ingest: services.ingest ? {...services.ingest, sinks: services.sinks} : null,
+      shadow: services.shadow ?? null, controller: services.controller ?? null}, {
       rows: (r) => [r as {pid: number; components: string[]}],
       name: () => 'serve',
       columns: [{header: 'PID', get: (r) => r.pid}, {header: 'COMPONENTS', get: (r) => r.components.join(',')}],
     })
     notice('[serve] ready; SIGINT/SIGTERM stops it after storing what was taken')
-    await untilSignal(services)
+    const failure = await untilSignal(services)
+    if (failure) throw failure
   }
 }
 
-async function untilSignal(services: RunningServices): Promise<void> {
-  await new Promise<void>((resolve) => {
-    const stop = (signal: NodeJS.Signals) => {
-      notice(`[serve] ${signal}: stopping`)
+/** Run until a signal (resolves undefined) or a sink stopped for good (resolves its error, after stopping). */
+async function untilSignal(services: RunningServices): Promise<Error | undefined> {
+  return new Promise((resolve) => {
+    let stopping = false
+    const stop = (reason: string, error?: Error) => {
+      if (stopping) return
+      stopping = true
+      process.removeListener('SIGINT', onSignal)
+      process.removeListener('SIGTERM', onSignal)
+      notice(`[serve] ${reason}: stopping`)
       void services.stop().then(() => {
         notice('[serve] stopped')
-        resolve()
+        resolve(error)
       })
     }
-    process.once('SIGINT', stop)
-    process.once('SIGTERM', stop)
+    const onSignal = (signal: NodeJS.Signals) => stop(signal)
+    process.once('SIGINT', onSignal)
+    process.once('SIGTERM', onSignal)
+    void services.failed.then((error) => stop('telemetry sink failed', error))
   })
 }

@@ -68,7 +68,9 @@ export function expectPlainError(r: CliResult, exit: number, options: {atStart?:
  */
 export const USER_ENV: Record<string, string | undefined> = {NODE_ENV: undefined, IOTCTL_HOME: undefined,
   IOTCTL_DATABASE_URL: undefined, IOTCTL_CONTEXT: undefined, IOTCTL_OUTPUT: undefined, IOTCTL_YES: undefined,
-  IOTCTL_DEBUG: undefined, IOTCTL_BROKER_URL: undefined, IOTCTL_CA_PASSPHRASE: undefined, IOTCTL_JSON: undefined}
+  IOTCTL_DEBUG: undefined, IOTCTL_BROKER_URL: undefined, IOTCTL_CA_PASSPHRASE: undefined, IOTCTL_JSON: undefined,
+  IOTCTL_TELEMETRY_SINK: undefined, IOTCTL_INFLUX_URL: undefined, IOTCTL_INFLUX_TOKEN: undefined, IOTCTL_INFLUX_ORG: undefined,
+  IOTCTL_INFLUX_BUCKET: undefined, IOTCTL_INFLUX_LABELS: undefined}
 
 /** A `runCli` bound to one isolated IOTCTL_HOME and (optionally) one database URL. */
 export async function boundCli(databaseUrl?: string, extraEnv: Record<string, string | undefined> = {}) {

@@ -3,6 +3,8 @@ import {BaseCommand} from '../../lib/cli/base-command.js'
 import {parseDuration} from '../../lib/cli/duration.js'
 import {notice} from '../../lib/cli/progress.js'
 import {canAnimate} from '../../lib/cli/terminal.js'
+import {telemetrySinkFlags} from '../../lib/cli/telemetry-sink-flags.js'
+import {checkSinkSelection} from '../../lib/telemetry/index.js'
 import {maskUrl} from '../../lib/core/url.js'
 import type {StackRecord} from '../../lib/config/stack-record.js'
 import {isDetachedChild, startDetached, startDevStack, type RunningStack} from '../../lib/stack/index.js'
@@ -15,8 +17,10 @@ line (connections, messages/s, ingest lag, errors); without a terminal a plain s
 --summary-interval. With --detach it starts in the background and returns when ready; the summary lines go
 to its log (\`iotctl dev logs stack\`). While it runs, every other command finds it without flags.`
   static override examples = ['<%= config.bin %> dev up --detach', '<%= config.bin %> dev up   # foreground, Ctrl-C stops it',
-    '<%= config.bin %> dev up --detach --summary-interval 1m']
+    '<%= config.bin %> dev up --detach --summary-interval 1m',
+    'IOTCTL_INFLUX_TOKEN=… <%= config.bin %> dev up --telemetry-sink postgres,influx --influx-url http://127.0.0.1:8086 --influx-org dev --influx-bucket iot']
   static override flags = {
+    ...telemetrySinkFlags,
     detach: Flags.boolean({char: 'd', description: 'run in the background and return once ready'}),
     'db-port': Flags.integer({description: 'PostgreSQL port on 127.0.0.1 (0: reuse the last one, else any free port)', default: 0, min: 0, max: 65_535}),
     'mqtt-port': Flags.integer({description: 'MQTT over TLS port for devices on 127.0.0.1 (0: any free port)', default: 8883, min: 0, max: 65_535}),
@@ -27,10 +31,17 @@ to its log (\`iotctl dev logs stack\`). While it runs, every other command finds
 
   async run(): Promise<void> {
     const summaryEveryMs = parseDuration(this.flags['summary-interval'], '--summary-interval')
+    const sinks = await this.ctx.sinkSelection(this.flags)
+    checkSinkSelection(sinks)
     if (this.flags.detach) {
+      // The background process gets the resolved choice; the token goes through its environment.
+      const influx = sinks.influx
       const record = await startDetached(['--db-port', String(this.flags['db-port']), '--mqtt-port', String(this.flags['mqtt-port']),
         '--service-port', String(this.flags['service-port']), '--max-packet-size', String(this.flags['max-packet-size']),
-        '--summary-interval', this.flags['summary-interval']])
+        '--summary-interval', this.flags['summary-interval'], '--telemetry-sink', sinks.kinds.join(','),
+        ...(influx ? ['--influx-url', influx.url, '--influx-org', influx.org, '--influx-bucket', influx.bucket] : []),
+        ...(influx && influx.labels.length > 0 ? ['--influx-labels', influx.labels.join(',')] : [])],
+      {env: influx ? {IOTCTL_INFLUX_TOKEN: influx.token} : {}})
       await this.render(summary(record, true), view)
       if (!this.machineOutput) notice(record.alreadyRunning ? 'the dev stack was already running' : 'stop it with `iotctl dev down`')
       return
@@ -38,13 +49,14 @@ to its log (\`iotctl dev logs stack\`). While it runs, every other command finds
     // The background process of --detach: its stderr is the stack's log file, which the stack writes itself.
     const background = isDetachedChild()
     const stack = await startDevStack({dbPort: this.flags['db-port'], mqttPort: this.flags['mqtt-port'], servicePort: this.flags['service-port'],
-      maxPacketBytes: this.flags['max-packet-size'], summaryEveryMs, echo: background ? undefined : notice,
+      maxPacketBytes: this.flags['max-packet-size'], summaryEveryMs, echo: background ? undefined : notice, sinks,
       live: !background && canAnimate() ? {write: (text) => process.stderr.write(text), columns: () => process.stderr.columns} : undefined})
     if (!background) {
       await this.render(summary(stack.record, false), view)
       notice('press Ctrl-C to stop')
     }
-    await waitForSignal(stack)
+    const failure = await waitForSignal(stack)
+    if (failure) throw failure
   }
 }
 
@@ -66,11 +78,17 @@ const view = {
   ],
 }
 
-/** Stop cleanly on SIGINT/SIGTERM: PostgreSQL gets a fast shutdown, the record is removed. */
-async function waitForSignal(stack: RunningStack): Promise<void> {
-  await new Promise<void>((resolve) => {
-    const stop = (signal: NodeJS.Signals) => void stack.stop(signal).then(resolve)
-    process.once('SIGINT', stop)
-    process.once('SIGTERM', stop)
+/**
+ * Stop cleanly on SIGINT/SIGTERM (PostgreSQL gets a fast shutdown, the record is removed), or when a
+ * telemetry sink refused for good: then resolve its error, which the command ends with (exit 6).
+ */
+async function waitForSignal(stack: RunningStack): Promise<Error | undefined> {
+  return new Promise((resolve) => {
+    const stop = (reason: string, error?: Error) => void stack.stop(reason).then(() => resolve(error))
+    // A signal handler gets (signal, number): pass the name only, never the number as an "error".
+    const onSignal = (signal: NodeJS.Signals) => stop(signal)
+    process.once('SIGINT', onSignal)
+    process.once('SIGTERM', onSignal)
+    void stack.failed.then((error) => stop('telemetry sink failed', error))
   })
 }

@@ -3,6 +3,8 @@ import {BaseCommand} from '../../lib/cli/base-command.js'
 import {notice} from '../../lib/cli/progress.js'
 import {queryView, renderPlot} from '../../lib/cli/views/telemetry.js'
 import {AGGREGATES} from '../../lib/telemetry/query-plan.js'
+import {telemetrySinkFlags} from '../../lib/cli/telemetry-sink-flags.js'
+import {checkSinkSelection, queryTelemetryInflux} from '../../lib/telemetry/index.js'
 import {queryTelemetry} from '../../lib/telemetry/query.js'
 
 export default class TelemetryQuery extends BaseCommand<typeof TelemetryQuery> {
@@ -10,7 +12,9 @@ export default class TelemetryQuery extends BaseCommand<typeof TelemetryQuery> {
 
 With --every the coarsest rollup that divides it answers (1m, 1h, 1d; 5m from 1m, 6h from 1h); anything
 finer than a minute or not a multiple of one comes from raw points. Buckets are aligned to UTC and the
-range widens to whole buckets. avg is Σsum/Σcount over the points, also across a --selector fleet.`
+range widens to whole buckets. avg is Σsum/Σcount over the points, also across a --selector fleet.
+With a context (or --telemetry-sink) that stores telemetry in InfluxDB only, the equivalent Flux query runs
+there instead (one --device; buckets from the rollups \`telemetry setup influx\` creates; InfluxDB 2.x).`
   static override examples = [
     '<%= config.bin %> telemetry query --device dev-1 --metric temperature --since 24h',
     '<%= config.bin %> telemetry query --device dev-1 --metric temperature --since 7d --every 1h --plot',
@@ -26,13 +30,18 @@ range widens to whole buckets. avg is Σsum/Σcount over the points, also across
     every: Flags.string({description: 'bucket width, at most 1d (1m, 5m, 1h, 6h, 1d); without it, raw points'}),
     agg: Flags.string({description: 'aggregate per bucket (with --every)', options: [...AGGREGATES], default: 'avg'}),
     plot: Flags.boolean({description: 'draw a line chart instead of the table (table output only)'}),
+    ...telemetrySinkFlags,
   }
 
   async run(): Promise<void> {
     const f = this.flags
-    const {result, warnings} = await queryTelemetry(() => this.ctx.database(), {
-      device: f.device, selector: f.selector, metric: f.metric, since: f.since, until: f.until, every: f.every, agg: f.agg,
-    })
+    const request = {device: f.device, selector: f.selector, metric: f.metric, since: f.since, until: f.until, every: f.every, agg: f.agg}
+    // PostgreSQL answers whenever it stores telemetry; InfluxDB only when it is the one sink.
+    const sinks = await this.ctx.sinkSelection(f)
+    if (!sinks.kinds.includes('postgres')) checkSinkSelection(sinks)
+    const {result, warnings} = sinks.kinds.includes('postgres')
+      ? await queryTelemetry(() => this.ctx.database(), request)
+      : await queryTelemetryInflux(sinks.influx!, request)
     for (const warning of warnings) this.addWarning(warning)
     if (f.plot && this.format === 'table') process.stdout.write(await renderPlot(result, process.stdout.columns ?? 80))
     else await this.render(result, queryView(result))

@@ -11,6 +11,15 @@ export interface ContextEntry {
   'ca-dir'?: string
   /** Service identity directory (operator.crt, operator.key, chain.pem) for commands that speak MQTT. */
   identity?: string
+  /** Where `serve` and `dev up` store telemetry: postgres, influx or postgres,influx. */
+  'telemetry-sink'?: string
+  /** InfluxDB endpoint for the influx sink, `telemetry setup influx` and `telemetry query` (the file is 0600: it holds the token). */
+  'influx-url'?: string
+  'influx-token'?: string
+  'influx-org'?: string
+  'influx-bucket'?: string
+  /** Comma-separated device labels written as InfluxDB tags. */
+  'influx-labels'?: string
 }
 
 export interface ConfigFile {
@@ -19,7 +28,7 @@ export interface ConfigFile {
 }
 
 export const CONTEXT_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/
-const KNOWN_KEYS = new Set(['database-url', 'broker-url', 'ca-dir', 'identity'])
+const KNOWN_KEYS = new Set(['database-url', 'broker-url', 'ca-dir', 'identity', 'telemetry-sink', 'influx-url', 'influx-token', 'influx-org', 'influx-bucket', 'influx-labels'])
 
 export async function loadConfig(file = configFile()): Promise<ConfigFile> {
   let text: string

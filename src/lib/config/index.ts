@@ -5,12 +5,12 @@ import {configFile} from './home.js'
 import {resolveEndpoints, type EndpointFlags} from './resolve.js'
 
 export {iotctlHome} from './home.js'
-export {resolveCaDir, resolveEndpoints, requireDatabaseUrl, type EndpointFlags, type Endpoints} from './resolve.js'
+export {currentContextEntry, resolveCaDir, resolveEndpoints, requireDatabaseUrl, type EndpointFlags, type Endpoints} from './resolve.js'
 
 export interface ConfigView {
   file: string
   current_context: string | null
-  contexts: Array<{name: string; current: boolean; database_url?: string; broker_url?: string}>
+  contexts: Array<{name: string; current: boolean; database_url?: string; broker_url?: string; telemetry_sink?: string; influx_url?: string; influx_token?: string}>
   effective: {database_url: string | null; database_source: string; broker_url: string | null}
 }
 
@@ -27,6 +27,9 @@ export async function viewConfig(flags: EndpointFlags): Promise<ConfigView> {
       current: name === current,
       database_url: c['database-url'] && maskUrl(c['database-url']),
       broker_url: c['broker-url'] && maskUrl(c['broker-url']),
+      telemetry_sink: c['telemetry-sink'],
+      influx_url: c['influx-url'] && maskUrl(c['influx-url']),
+      influx_token: c['influx-token'] && '***', // set or not; never the token
     })),
     effective: {
       database_url: effective.databaseUrl ? maskUrl(effective.databaseUrl) : null,
@@ -62,6 +65,10 @@ export async function setContext(name: string, entry: ContextEntry, options: {us
   assertContextName(name)
   if (entry['database-url']) assertUrl(entry['database-url'], ['postgres:', 'postgresql:'], '--database-url')
   if (entry['broker-url']) assertUrl(entry['broker-url'], ['mqtt:', 'mqtts:', 'ws:', 'wss:'], '--broker-url')
+  if (entry['influx-url']) assertUrl(entry['influx-url'], ['http:', 'https:'], '--influx-url')
+  if (entry['telemetry-sink'] !== undefined && !/^(postgres|influx)(,(postgres|influx))?$/.test(entry['telemetry-sink'])) {
+    throw invalidInput('E_TELEMETRY_SINK', `--telemetry-sink ${JSON.stringify(entry['telemetry-sink'])} is not postgres, influx or postgres,influx`, {hint: 'e.g. --telemetry-sink postgres,influx'})
+  }
   const config = await loadConfig()
   const created = !config.contexts[name]
   config.contexts[name] = {...config.contexts[name], ...Object.fromEntries(Object.entries(entry).filter(([, v]) => v !== undefined))}

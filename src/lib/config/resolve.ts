@@ -1,6 +1,6 @@
 import {unavailable} from '../core/errors.js'
 import {join, resolve} from 'node:path'
-import {getContext, loadConfig} from './contexts.js'
+import {getContext, loadConfig, type ContextEntry} from './contexts.js'
 import {iotctlHome} from './home.js'
 import {isProcessAlive, readStackRecord} from './stack-record.js'
 
@@ -59,4 +59,11 @@ export async function resolveCaDir(flags: {caDir?: string; context?: string}): P
   const name = flags.context ?? config['current-context']
   const fromContext = name ? getContext(config, name)['ca-dir'] : undefined
   return fromContext ? resolve(fromContext) : join(iotctlHome(), 'ca')
+}
+
+/** The context in effect (--context / IOTCTL_CONTEXT, else the current one), if any. */
+export async function currentContextEntry(flags: {context?: string}): Promise<ContextEntry | undefined> {
+  const config = await loadConfig()
+  const name = flags.context ?? config['current-context']
+  return name ? getContext(config, name) : undefined
 }

@@ -6,7 +6,8 @@ import type {Database} from '../db/pool.js'
 import {startBroker, type RunningBroker} from '../broker/server.js'
 import {initCa, issueOperatorCertificate, publishCrls, supersedePredecessors, writeIssued} from '../pki/index.js'
 import {createShadowService, type ShadowService} from '../shadow/index.js'
-import {createTelemetryService, parseStatus, type TelemetryService} from '../telemetry/index.js'
+import type {IotctlError} from '../core/errors.js'
+import {createTelemetryService, openSinks, parseStatus, type SinkSelection, type TelemetryService} from '../telemetry/index.js'
 import {defaultFirmwareDirs, startFirmwareServices, type FirmwareServices} from './firmware-services.js'
 
 export interface DevBrokerOptions {
@@ -21,6 +22,10 @@ export interface DevBrokerOptions {
   rolloutTickMs?: number
   /** Each service's log: the broker (CA, listeners, refusals), the telemetry ingest, the shadow sync, rollouts. */
   logs: {broker: (line: string) => void; ingest: (line: string) => void; shadow: (line: string) => void; rollout?: (line: string) => void}
+  /** Where telemetry is stored (default PostgreSQL alone). */
+  sinks?: SinkSelection
+  /** A sink refused for good: the stack should stop. */
+  onFatal?: (error: IotctlError) => void
 }
 
 const exists = (path: string) => stat(path).then(() => true, () => false)
@@ -62,7 +67,9 @@ export async function startDevBroker(options: DevBrokerOptions): Promise<{broker
   await writeIssued(identityDir, await issueOperatorCertificate(options.db, {caDir, passphrase, name: 'iotctl-cli', days: 30}), 'operator')
   // The ingest and the shadow sync run inside the broker's publish path: a device's PUBACK comes
   // after its telemetry is committed, or after its shadow update was applied and answered.
-  const telemetry = createTelemetryService(options.db, options.logs.ingest)
+  const sinks = await openSinks(options.sinks ?? {kinds: ['postgres']}, options.db, options.logs.ingest)
+  if (options.sinks) options.logs.ingest(`telemetry sinks: ${sinks.map((s) => s.kind).join(', ')}`)
+  const telemetry = createTelemetryService(options.db, options.logs.ingest, {sinks, onFatal: options.onFatal})
   // The shadow service publishes through the broker, which starts after it: publishing waits for it.
   const started: {broker?: RunningBroker} = {}
   const shadow: ShadowService = createShadowService(options.db, {publish: (topic, payload, o) => started.broker!.publish(topic, payload, o)}, options.logs.shadow)

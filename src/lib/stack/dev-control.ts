@@ -196,7 +196,7 @@ export function serviceRows(status: DevStatus): Array<{service: string; pid: num
  * Start `iotctl dev up` as a detached background process and wait until it is ready.
  * Idempotent, like `docker compose up -d`: a stack that already runs is returned as it is.
  */
-export async function startDetached(argv: string[], options: {home?: string; timeoutMs?: number} = {}): Promise<StackRecord & {alreadyRunning: boolean}> {
+export async function startDetached(argv: string[], options: {home?: string; timeoutMs?: number; env?: Record<string, string>} = {}): Promise<StackRecord & {alreadyRunning: boolean}> {
   const home = options.home ?? iotctlHome()
   const existing = await runningStack(home)
   if (existing) return {...existing, alreadyRunning: true}
@@ -206,7 +206,8 @@ export async function startDetached(argv: string[], options: {home?: string; tim
   const child = spawn(process.execPath, [...process.execArgv, process.argv[1]!, 'dev', 'up', ...argv], {
     detached: true,
     stdio: ['ignore', out, out],
-    env: {...process.env, IOTCTL_HOME: home, IOTCTL_DETACHED: '1'},
+    // Secrets (the InfluxDB token) travel in the environment, never on the command line (`ps`).
+    env: {...process.env, ...options.env, IOTCTL_HOME: home, IOTCTL_DETACHED: '1'},
   })
   closeSync(out)
   let exited: number | null | undefined

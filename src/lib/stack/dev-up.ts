@@ -2,7 +2,8 @@ import {createWriteStream, rmSync} from 'node:fs'
 import {mkdir, readFile, rm, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
 import {randomBytes} from 'node:crypto'
-import {conflict} from '../core/errors.js'
+import {conflict, type IotctlError} from '../core/errors.js'
+import type {SinkSelection} from '../telemetry/index.js'
 import {iotctlHome} from '../config/home.js'
 import {isProcessAlive, readStackRecord, removeStackRecord, stackRecordFile, writeStackRecord, type StackRecord} from '../config/stack-record.js'
 import {createPool} from '../db/pool.js'
@@ -32,12 +33,16 @@ export interface DevUpOptions {
   live?: {write: (text: string) => void; columns?: () => number | undefined}
   /** A plain summary line in the stack's log this often, in ms (0: never; default 10 s). */
   summaryEveryMs?: number
+  /** Where telemetry is stored (default PostgreSQL alone). */
+  sinks?: SinkSelection
 }
 
 export interface RunningStack {
   record: StackRecord
   /** Stop everything (`reason`, e.g. the signal, is logged); resolves when the stack has stopped. */
   stop(reason?: string): Promise<void>
+  /** Resolves when a telemetry sink refused for good (bad token, unknown bucket): stop and exit 6. */
+  failed: Promise<IotctlError>
 }
 
 interface Secrets {
@@ -105,11 +110,14 @@ export async function startDevStack(options: DevUpOptions): Promise<RunningStack
     await writeFile(paths.secrets, JSON.stringify({...secrets, port: server.port}), {mode: 0o600})
     log(`PostgreSQL ${server.version} on 127.0.0.1:${server.port}`)
     const pool = await createPool(server.url, {max: 8})
+    let fail!: (error: IotctlError) => void
+    const failed = new Promise<IotctlError>((resolve) => (fail = resolve))
     const {services, monitor} = await (async () => {
       const {applied} = await migrate(pool, server.url)
       if (applied.length > 0) log(`applied migrations ${applied.join(', ')}`)
       const services = await startDevBroker({home, db: {pool, url: server.url}, mqttPort: options.mqttPort,
-        servicePort: options.servicePort, maxPacketBytes: options.maxPacketBytes, logs: {broker: sinks.broker.log, ingest: sinks.ingest.log, shadow: sinks.shadow.log, rollout: sinks.rollout.log}, artifactPort: options.artifactPort})
+        servicePort: options.servicePort, maxPacketBytes: options.maxPacketBytes, logs: {broker: sinks.broker.log, ingest: sinks.ingest.log, shadow: sinks.shadow.log, rollout: sinks.rollout.log},
+        artifactPort: options.artifactPort, sinks: options.sinks, onFatal: fail})
       const monitor = await startMonitor({sample: () => sampleStack(services), heartbeatFile: paths.heartbeat,
         // At a terminal the live line replaces the periodic one on screen; the last one stays visible.
         log: live ? sinks.stack.file : log, last: log, everyMs: options.summaryEveryMs ?? 10_000,
@@ -149,7 +157,7 @@ export async function startDevStack(options: DevUpOptions): Promise<RunningStack
         })
       return stopping
     }
-    return {record, stop}
+    return {record, stop, failed}
   } catch (error) {
     sinks.stack.file(`failed to start: ${(error as Error).message}`) // the command prints the error itself
     pgLog.end()

@@ -1,4 +1,4 @@
-import {invalidInput, usageError} from '../core/errors.js'
+import {invalidInput, usageError, type IotctlError} from '../core/errors.js'
 import {commonName} from '../mqtt/identity.js'
 import type {Database} from '../db/pool.js'
 import {startBroker, type RunningBroker} from '../broker/server.js'
@@ -6,7 +6,7 @@ import type {TlsIdentity} from '../mqtt/client.js'
 import {parseDeviceTopic} from '../mqtt/topics.js'
 import {startServiceSubscriber} from '../mqtt/subscriber.js'
 import {createShadowService, SHADOW_SHARE_GROUP, SHADOW_TOPICS, type ShadowPublisher} from '../shadow/index.js'
-import {createTelemetryService, INGEST_SHARE_GROUP, INGEST_TOPICS, parseStatus, type TelemetryService} from '../telemetry/index.js'
+import {checkSinkSelection, createTelemetryService, INGEST_SHARE_GROUP, INGEST_TOPICS, openSinks, parseStatus, type SinkSelection, type TelemetryService} from '../telemetry/index.js'
 import {OTA_TOPICS, ROLLOUT_SHARE_GROUP, startFirmwareServices, type FirmwareServices} from './firmware-services.js'
 
 export const SERVE_COMPONENTS = ['broker', 'ingest', 'shadow', 'controller'] as const
@@ -34,6 +34,8 @@ export interface ServeOptions {
   ingest?: {brokerUrl: string; tls?: TlsIdentity; clientId?: string; shared: boolean; protocolVersion: 4 | 5}
   /** For `controller`: the signing key and artifacts, and the HTTPS artifact server's listener. */
   firmware?: {caDir: string; passphrase: string; keysDir: string; artifactDir: string; host: string; artifactPort: number; artifactUrl?: string}
+  /** For `ingest`: where telemetry is stored (default PostgreSQL alone). */
+  sinks?: SinkSelection
 }
 
 export interface RunningServices {
@@ -43,11 +45,16 @@ export interface RunningServices {
   shadow?: {mode: 'in-broker' | 'subscriber'; clientId?: string}
   controller?: {artifactPort: number; artifactUrl: string}
   telemetry?: TelemetryService
+  /** Which sinks the ingest writes to. */
+  sinks?: string[]
+  /** Resolves when a sink refused for good (bad token, unknown bucket): the caller stops and exits 6. */
+  failed: Promise<IotctlError>
   stop(): Promise<void>
 }
 
 /** Everything that can be wrong with the options, before any connection is made. */
-export function checkServeOptions(options: Pick<ServeOptions, 'components' | 'broker' | 'ingest' | 'firmware'>): void {
+export function checkServeOptions(options: Pick<ServeOptions, 'components' | 'broker' | 'ingest' | 'firmware' | 'sinks'>): void {
+  if (options.components.includes('ingest') && options.sinks) checkSinkSelection(options.sinks)
   if (options.components.includes('controller') && !options.firmware) {
     throw usageError('E_CONTROLLER_OPTIONS', 'the controller component needs the CA directory (artifact server certificate) and the passphrase of the signing key', {hint: 'pass --ca-dir and --passphrase-file (or IOTCTL_CA_PASSPHRASE)'})
   }
@@ -79,7 +86,14 @@ export async function startServices(options: ServeOptions): Promise<RunningServi
   }
   try {
     const db = await options.database()
-    const telemetry = want.has('ingest') ? createTelemetryService(db, (line) => options.log('ingest', line)) : undefined
+    let fail!: (error: IotctlError) => void
+    const failed = new Promise<IotctlError>((resolve) => (fail = resolve))
+    const ingestLog = (line: string) => options.log('ingest', line)
+    const sinks = want.has('ingest') ? await openSinks(options.sinks ?? {kinds: ['postgres']}, db, ingestLog) : undefined
+    if (sinks) stops.push(async () => {
+      for (const sink of sinks) await sink.close()
+    })
+    const telemetry = sinks ? createTelemetryService(db, ingestLog, {sinks, onFatal: fail}) : undefined
     // Services publish through the broker or the session, which start after them.
     const outbox: {publisher?: ShadowPublisher} = {}
     const shadow = want.has('shadow')
@@ -161,6 +175,8 @@ export async function startServices(options: ServeOptions): Promise<RunningServi
       shadow: shadow ? {mode, ...(clientId ? {clientId} : {})} : undefined,
       controller: firmware ? {artifactPort: firmware.artifacts.port, artifactUrl: firmware.artifacts.baseUrl} : undefined,
       telemetry,
+      sinks: sinks?.map((s) => s.kind),
+      failed,
       stop: stopAll,
     }
   } catch (error) {

@@ -7,3 +7,6 @@ export {startMqttIngest, INGEST_SHARE_GROUP, INGEST_TOPICS, type RunningMqttInge
 export {queryTelemetry, type QueryResult, type TelemetryQuery} from './query.js'
 export {enforceRetention, getRetention, setRetention, DEFAULT_RETENTION, type RetentionPolicy, type RetentionRun} from './retention.js'
 export {tailTelemetry, type TailMessage, type TailOptions} from './tail.js'
+export {checkSinkSelection, openSinks, parseSinkKinds, SINK_KINDS, SinkError, type InfluxSettings, type SinkKind, type SinkSelection, type TelemetrySink} from './sinks/index.js'
+export {setupInflux, type InfluxSetupResult} from './sinks/influx-api.js'
+export {queryTelemetryInflux} from './query-influx.js'

@@ -1,7 +1,9 @@
 import type {Database} from '../db/pool.js'
-import {withTransaction} from '../db/pool.js'
+import type {IotctlError} from '../core/errors.js'
 import {parseTelemetry, type TelemetryPoint} from './payload.js'
-import {writeTelemetry} from './store.js'
+import {createPostgresSink} from './sinks/postgres.js'
+import {sinkStopped} from './sinks/errors.js'
+import {SinkError, type TelemetrySink} from './sinks/types.js'
 
 /** The largest single write: everything that waited during the previous one, up to this. */
 export const MAX_WRITE_POINTS = 20_000
@@ -14,6 +16,15 @@ export interface IngestOptions {
   /** Points queued or being written above which the broker is paced (see `busy`). */
   highWatermark?: number
   log?: (line: string) => void
+  /** Where points go (default: PostgreSQL through `db`); a batch is acknowledged when every sink stored it. */
+  sinks?: TelemetrySink[]
+  /** Cap of the full-jitter backoff between retries of a failed write (default 30 s). */
+  maxRetryDelayMs?: number
+  /**
+   * A sink refused a write for good (bad token, unknown bucket): the ingest has stopped, every
+   * waiting and later message is rejected (so never acknowledged), and the owner should stop.
+   */
+  onFatal?: (error: IotctlError) => void
 }
 
 export interface IngestStats {
@@ -29,6 +40,7 @@ export interface IngestStats {
 interface Waiting {
   points: TelemetryPoint[]
   resolve: () => void
+  reject: (error: Error) => void
 }
 
 /**
@@ -51,11 +63,20 @@ export class TelemetryIngest {
   /** When the first message now waiting was accepted, and the same for each batch handed to the writer (oldest first). */
   private waitingSince: number | undefined
   private readonly writingSince: number[] = []
+  readonly sinks: TelemetrySink[]
+  /** Set once a sink failed permanently; nothing is taken any more. */
+  private fatalError: IotctlError | undefined
 
   constructor(private readonly options: IngestOptions) {
     this.maxPoints = options.maxPoints ?? 2000
     this.maxDelayMs = options.maxDelayMs ?? 20
     this.highWatermark = options.highWatermark ?? 20_000
+    this.sinks = options.sinks ?? [createPostgresSink(options.db)]
+  }
+
+  /** The error that stopped the ingest, if one did. */
+  get fatal(): IotctlError | undefined {
+    return this.fatalError
   }
 
   /** True while the backlog is above the high watermark: the delivering side should wait for `accept`. */
@@ -82,9 +103,10 @@ export class TelemetryIngest {
       this.options.log?.(`telemetry from ${deviceId} rejected: ${parsed.reason}`)
       return Promise.resolve() // dropped, counted and logged; it must not block anything else
     }
-    return new Promise((resolve) => {
+    if (this.fatalError) return Promise.reject(this.fatalError)
+    return new Promise((resolve, reject) => {
       if (this.waiting.length === 0) this.waitingSince = Date.now()
-      this.waiting.push({points: parsed.points, resolve})
+      this.waiting.push({points: parsed.points, resolve, reject})
       this.enqueued++
       this.waitingPoints += parsed.points.length
       this.inFlightPoints += parsed.points.length
@@ -107,6 +129,7 @@ export class TelemetryIngest {
     clearTimeout(this.timer)
     this.timer = undefined
     const target = this.enqueued
+    if (this.fatalError) return Promise.resolve() // nothing more will be stored: do not hold a shutdown
     if (!this.writing) this.startWrite()
     if (this.committed >= target) return Promise.resolve()
     return new Promise((resolve) => this.flushWaiters.push({target, resolve}))
@@ -137,22 +160,49 @@ export class TelemetryIngest {
 
   private async write(batch: Waiting[]): Promise<void> {
     const points = batch.flatMap((w) => w.points)
+    let stored: number[]
+    try {
+      // Each sink retries on its own: one that stored the batch is not asked again while another recovers.
+      stored = await Promise.all(this.sinks.map((sink) => this.store(sink, points)))
+    } catch (error) {
+      this.stop(error as IotctlError)
+      for (const w of batch) w.reject(error as Error)
+      return
+    }
+    this.stats.points += points.length
+    this.stats.inserted += stored[0]!
+    this.stats.batches++
+    this.inFlightPoints -= points.length
+    this.writingSince.shift()
+    for (const w of batch) w.resolve()
+  }
+
+  /** One sink, retried with full-jitter exponential backoff until it stores the batch or refuses it for good. */
+  private async store(sink: TelemetrySink, points: TelemetryPoint[]): Promise<number> {
     for (let attempt = 0; ; attempt++) {
+      if (this.fatalError) throw this.fatalError
       try {
-        const inserted = await withTransaction(this.options.db.pool, this.options.db.url, (client) => writeTelemetry(client, points))
-        this.stats.points += points.length
-        this.stats.inserted += inserted
-        this.stats.batches++
-        this.inFlightPoints -= points.length
-        this.writingSince.shift()
-        for (const w of batch) w.resolve()
-        return
+        return await sink.write(points)
       } catch (error) {
+        if (error instanceof SinkError && error.permanent) throw sinkStopped(error)
         this.stats.failures++
-        const delay = Math.min(30_000, 100 * 2 ** attempt) * Math.random() // full jitter
-        this.options.log?.(`telemetry write failed (${(error as Error).message}); retrying in ${Math.round(delay)} ms`)
+        const cap = this.options.maxRetryDelayMs ?? 30_000
+        const wanted = error instanceof SinkError && error.retryAfterMs !== undefined ? Math.min(cap, error.retryAfterMs) : undefined
+        const delay = wanted ?? Math.min(cap, 100 * 2 ** attempt) * Math.random() // full jitter
+        this.options.log?.(`${sink.kind} telemetry write failed (${(error as Error).message}); retrying in ${Math.round(delay)} ms`)
         await new Promise((r) => setTimeout(r, delay))
       }
     }
+  }
+
+  /** Stop for good: reject everything waiting; later messages are rejected in `accept`. */
+  private stop(error: IotctlError): void {
+    if (this.fatalError) return
+    this.fatalError = error
+    clearTimeout(this.timer)
+    this.options.log?.(`ingest stopped: ${error.message}`)
+    for (const w of this.waiting.splice(0)) w.reject(error)
+    for (const f of this.flushWaiters.splice(0)) f.resolve()
+    this.options.onFatal?.(error)
   }
 }

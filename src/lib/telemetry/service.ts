@@ -7,9 +7,10 @@ import {parseStatus, setDeviceStatus} from './status.js'
 export interface TelemetryService {
   readonly ingest: TelemetryIngest
   /**
-   * Take one device message. Resolves once it is stored (telemetry committed, status updated) or
-   * dropped as invalid (counted and logged), never rejects: the caller acknowledges on it
-   * (QoS 1 PUBACK only after the commit), and one bad message must not block others.
+   * Take one device message. Resolves once it is stored (telemetry in every sink, status updated)
+   * or dropped as invalid (counted and logged): the caller acknowledges on it (QoS 1 PUBACK only
+   * after the commit), and one bad message must not block others. Rejects only after a sink
+   * refused for good (the ingest stopped, see IngestOptions.onFatal): never acknowledge then.
    */
   handle(topic: string, payload: Buffer): Promise<void>
   /** A device's session opened or closed (the embedded broker knows; external brokers send Wills). */
