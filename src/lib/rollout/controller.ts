@@ -137,6 +137,7 @@ export function createRolloutController(options: ControllerOptions): RolloutCont
           WHERE name = $1`, [r.name, d.reason])
         await logEvent(client, r.name, 'aborted', {reason: d.reason, rollback: r.rollback})
         log(`${r.name}: aborted: ${d.reason}`)
+        await revertDesired(client, r)
         if (r.rollback) await sendRollbacks(client, r)
         return
       case 'none':
@@ -155,6 +156,15 @@ export function createRolloutController(options: ControllerOptions): RolloutCont
       await setDesiredForDevices(client, back.filter((row) => row.previous_version === version).map((row) => row.device_id), {firmware: version}, {actor: `rollout:${r.name}`})
     }
     if (rows.length > 0) await logEvent(client, r.name, 'rollback', {sent: back.length, impossible: rows.length - back.length})
+  }
+
+  /** On abort, devices that did not end up on the new version want their previous one again (shadows converge). */
+  const revertDesired = async (client: PoolClient, r: RolloutRecord) => {
+    const {rows} = await client.query<{device_id: string; previous_version: string | null}>(`SELECT device_id, previous_version FROM rollout_targets
+      WHERE rollout = $1 AND dispatched_at IS NOT NULL AND state NOT IN ('succeeded', 'already-installed')`, [r.name])
+    for (const version of new Set(rows.map((row) => row.previous_version))) {
+      await setDesiredForDevices(client, rows.filter((row) => row.previous_version === version).map((row) => row.device_id), {firmware: version}, {actor: `rollout:${r.name}`})
+    }
   }
 
   const timeOut = async (client: PoolClient, r: RolloutRecord) => {

@@ -1,7 +1,7 @@
 export {DEFAULT_METRICS, MetricWalk, parseMetrics, type MetricSpec} from './metrics.js'
 export {newCounters, VirtualDevice, type FleetCounters, type OtaHook, type OtaPublish} from './device.js'
 export {startFleet, type FleetOptions, type FleetSummary, type RunningFleet} from './fleet.js'
-export {DeviceOta, OtaFleet, type OtaOptions} from './ota.js'
+export {DeviceOta, OtaFleet, UNBOOTABLE_IMAGE_MAGIC, type OtaOptions} from './ota.js'
 export {decide, otaRoll, parseContentRange, peekAssignmentId, progressMarks, shapeProblem, type OtaDecision, type OtaReason, type OtaState, type Slots} from './ota-policy.js'
 export {loadTrustedFirmwareKey} from './ota-trust.js'
 export {prepareSimulation, type SimulationPlan} from './prepare.js'

@@ -19,7 +19,7 @@ export interface DownloadOptions {
   log: (line: string) => void
 }
 
-export type DownloadResult = {ok: true; sha256: string; bytes: number} | {ok: false; reason: 'download-failed' | 'size-mismatch'; detail: string}
+export type DownloadResult = {ok: true; sha256: string; bytes: number; head: Buffer} | {ok: false; reason: 'download-failed' | 'size-mismatch'; detail: string}
 
 /** A refusal from the server that no retry can fix (403 expired URL, 404, 416). */
 class FatalResponse extends Error {}
@@ -40,9 +40,11 @@ const sleep = (ms: number, signal: AbortSignal) => new Promise<void>((resolve) =
  * request starts at the first byte not yet received, so an interrupted download resumes where it
  * stopped instead of starting over.
  */
+const HEAD_BYTES = 64
+
 export async function downloadArtifact(o: DownloadOptions): Promise<DownloadResult> {
   const agent = new Agent({keepAlive: true, maxSockets: 1, ca: o.ca})
-  const state = {received: 0, hash: createHash('sha256')}
+  const state = {received: 0, hash: createHash('sha256'), head: Buffer.alloc(0)}
   let failures = 0
   try {
     if (o.size === 0) return await fetchEmpty(o, agent)
@@ -61,7 +63,7 @@ export async function downloadArtifact(o: DownloadOptions): Promise<DownloadResu
         await sleep(o.backoffMs * 2 ** (failures - 1), o.signal)
       }
     }
-    return {ok: true, sha256: state.hash.digest('hex'), bytes: state.received}
+    return {ok: true, sha256: state.hash.digest('hex'), bytes: state.received, head: state.head}
   } finally {
     agent.destroy()
   }
@@ -75,11 +77,11 @@ async function fetchEmpty(o: DownloadOptions, agent: Agent): Promise<DownloadRes
   if (response.statusCode !== 200) return {ok: false, reason: 'download-failed', detail: `HTTP ${response.statusCode}`}
   const length = Number(response.headers['content-length'])
   if (length !== 0) return {ok: false, reason: 'size-mismatch', detail: `the server has ${length} bytes, the assignment says 0`}
-  return {ok: true, sha256: createHash('sha256').digest('hex'), bytes: 0}
+  return {ok: true, sha256: createHash('sha256').digest('hex'), bytes: 0, head: Buffer.alloc(0)}
 }
 
 /** One Range request from the first missing byte; appends what arrives, even when the body is cut short. */
-async function fetchChunk(o: DownloadOptions, agent: Agent, state: {received: number; hash: Hash}): Promise<void> {
+async function fetchChunk(o: DownloadOptions, agent: Agent, state: {received: number; hash: Hash; head: Buffer}): Promise<void> {
   const start = state.received
   const end = Math.min(start + o.chunkBytes, o.size) - 1
   const response = await get(o, agent, `bytes=${start}-${end}`)
@@ -100,6 +102,8 @@ async function fetchChunk(o: DownloadOptions, agent: Agent, state: {received: nu
     throw new SizeMismatch(`the server has ${range.total} bytes, the assignment says ${o.size}`)
   }
   await consume(response, (chunk) => {
+    // The image's first bytes are kept: the simulated bootloader reads its header (ota.ts).
+    if (state.head.length < HEAD_BYTES) state.head = Buffer.concat([state.head, chunk.subarray(0, HEAD_BYTES - state.head.length)])
     state.hash.update(chunk)
     state.received += chunk.length
     o.onBytes(state.received)

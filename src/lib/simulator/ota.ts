@@ -24,6 +24,11 @@ export interface OtaOptions {
 
 const DEFAULTS = {chunkBytes: 64 * 1024, retries: 5, backoffMs: 500, timeoutMs: 15_000, installMs: 300, rebootMs: 500}
 const BOOT_ATTEMPTS = 3
+/**
+ * A simulated image that begins with these bytes never boots: a deliberately bad firmware (the demo
+ * uploads one) fails the way a real one would, after download and verification, on the device.
+ */
+export const UNBOOTABLE_IMAGE_MAGIC = Buffer.from('IOTCTL-SIM-UNBOOTABLE')
 /** What a device without a recorded version runs: anything released is newer. */
 const UNKNOWN_FIRMWARE = '0.0.0'
 
@@ -147,7 +152,9 @@ export class DeviceOta implements OtaHook {
     if (result.sha256 !== a.sha256) return this.fail(publish, a.id, 'checksum-mismatch', `downloaded ${result.sha256}, expected ${a.sha256}`)
     this.report(publish, a.id, {state: 'installing'})
     await sleep(s.installMs, this.stopper.signal)
-    if (otaRoll('fail', this.id, a.id) < s.failureRate) return this.bootFailure(a, publish)
+    if (result.head.subarray(0, UNBOOTABLE_IMAGE_MAGIC.length).equals(UNBOOTABLE_IMAGE_MAGIC) || otaRoll('fail', this.id, a.id) < s.failureRate) {
+      return this.bootFailure(a, publish)
+    }
     await sleep(s.rebootMs, this.stopper.signal)
     if (this.stopper.signal.aborted) return
     this.slots = {running: a.version, inactive: this.slots.running}

@@ -23,6 +23,8 @@ export interface DevUpOptions {
   servicePort: number
   maxPacketBytes?: number
   artifactPort?: number
+  /** How often the rollout controller steps (default 1 s; the demo goes faster). */
+  rolloutTickMs?: number
   /**
    * A person watching a foreground `dev up`: each service's lines (in its log file anyway) are
    * echoed here, prefixed `[service] `. Unset in the process `dev up --detach` starts, whose
@@ -117,7 +119,7 @@ export async function startDevStack(options: DevUpOptions): Promise<RunningStack
       if (applied.length > 0) log(`applied migrations ${applied.join(', ')}`)
       const services = await startDevBroker({home, db: {pool, url: server.url}, mqttPort: options.mqttPort,
         servicePort: options.servicePort, maxPacketBytes: options.maxPacketBytes, logs: {broker: sinks.broker.log, ingest: sinks.ingest.log, shadow: sinks.shadow.log, rollout: sinks.rollout.log},
-        artifactPort: options.artifactPort, sinks: options.sinks, onFatal: fail})
+        artifactPort: options.artifactPort, rolloutTickMs: options.rolloutTickMs, sinks: options.sinks, onFatal: fail})
       const monitor = await startMonitor({sample: () => sampleStack(services), heartbeatFile: paths.heartbeat,
         // At a terminal the live line replaces the periodic one on screen; the last one stays visible.
         log: live ? sinks.stack.file : log, last: log, everyMs: options.summaryEveryMs ?? 10_000,
