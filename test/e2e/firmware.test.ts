@@ -138,6 +138,11 @@ describe('iotctl keys and firmware', {timeout: 60_000}, () => {
     // The same without -o json: nothing on stdout, Error:/Next: on stderr, no stack trace.
     expectPlainError(await cli(['firmware', 'upload', file, '--version', '2.5.0', '--device-type', 'thermostat']), 5)
     expect(await listed()).toEqual(before)
+    // --debug adds the code and the stack trace (the contrast that makes the checks above mean something).
+    const debug = await cli(['firmware', 'upload', join(home, 'no-such-file.bin'), '--version', '2.6.0', '--device-type', 'thermostat', '--debug'])
+    expect(debug.code, describeRun(debug)).toBe(3)
+    expect(debug.stderr).toMatch(/^code: E_FILE_NOT_FOUND$/m)
+    expect(debug.stderr).toMatch(/\n\s+at /)
   })
 
   it('--allow-downgrade accepts a lower version → 0, with the next version code', async () => {

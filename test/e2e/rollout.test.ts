@@ -204,15 +204,15 @@ describe('iotctl rollout against a detached dev stack', {timeout: 150_000}, () =
     expect((await status('off-110')).state).toBe('running')
 
     const aborted = expectOk(await cli(['rollout', 'abort', 'off-110', '--rollback', '--reason', 'e2e says stop', '-o', 'json']))
-    expect(aborted).toMatchObject({name: 'off-110', state: 'aborted', reason: 'e2e says stop', rollback: true})
+    expect(aborted).toMatchObject({name: 'off-110', state: 'rolled-back', reason: 'e2e says stop', rollback: true})
     const after = await status('off-110')
-    expect(after).toMatchObject({state: 'aborted', reason: 'e2e says stop'})
+    expect(after).toMatchObject({state: 'rolled-back', reason: 'e2e says stop'})
     expect(after.finished_at).not.toBeNull()
     const err = expectJsonError(await cli(['rollout', 'wait', 'off-110', '--timeout', '5s', '-o', 'json']), 7, 'E_ROLLOUT_ABORTED')
     expect(err.message).toMatch(/e2e says stop/)
     expectJsonError(await cli(['rollout', 'resume', 'off-110', '-o', 'json']), 5, 'E_ROLLOUT_STATE')
     // The list shows each rollout with its state.
     const list = Object.fromEntries((await rollouts()).map((r) => [r.name, r.state]))
-    expect(list).toEqual({'in-dup': 'pending', 'ok-200': 'completed', 'bad-200': 'aborted', 'off-110': 'aborted'})
+    expect(list).toEqual({'in-dup': 'pending', 'ok-200': 'completed', 'bad-200': 'aborted', 'off-110': 'rolled-back'})
   })
 })

@@ -6,7 +6,7 @@ import {claimTargets, publishCommitted, republishFor, type DispatchContext} from
 import {applyHealthGates} from './health.js'
 import {decide, dispatchBudget, rateWindowMs, type Decision} from './machine.js'
 import {applyProgress, parseProgress} from './progress.js'
-import {countTargets, logEvent, readRollout, type RolloutRecord} from './store.js'
+import {countTargets, logEvent, readRollout, revertDesired, type RolloutRecord} from './store.js'
 
 /** One key for the whole fleet: the controller that holds it is the leader (DESIGN §1). */
 export const LEADER_LOCK_KEY = 0x10_7c_71 // "iotctl"
@@ -156,15 +156,6 @@ export function createRolloutController(options: ControllerOptions): RolloutCont
       await setDesiredForDevices(client, back.filter((row) => row.previous_version === version).map((row) => row.device_id), {firmware: version}, {actor: `rollout:${r.name}`})
     }
     if (rows.length > 0) await logEvent(client, r.name, 'rollback', {sent: back.length, impossible: rows.length - back.length})
-  }
-
-  /** On abort, devices that did not end up on the new version want their previous one again (shadows converge). */
-  const revertDesired = async (client: PoolClient, r: RolloutRecord) => {
-    const {rows} = await client.query<{device_id: string; previous_version: string | null}>(`SELECT device_id, previous_version FROM rollout_targets
-      WHERE rollout = $1 AND dispatched_at IS NOT NULL AND state NOT IN ('succeeded', 'already-installed')`, [r.name])
-    for (const version of new Set(rows.map((row) => row.previous_version))) {
-      await setDesiredForDevices(client, rows.filter((row) => row.previous_version === version).map((row) => row.device_id), {firmware: version}, {actor: `rollout:${r.name}`})
-    }
   }
 
   const timeOut = async (client: PoolClient, r: RolloutRecord) => {

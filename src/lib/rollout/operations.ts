@@ -4,7 +4,7 @@ import {parseSelector} from '../core/selector.js'
 import {getFirmware, parseFirmwareRef} from '../firmware/index.js'
 import {commandTransition, FINAL_ROLLOUT_STATES, type RolloutState} from './machine.js'
 import {parseHealth, stageBoundaries} from './planner.js'
-import {explainSelection, logEvent, readRollout, resolveTargets, rolloutNotFound, ROLLOUT_COLUMNS, withTransaction, type RolloutRecord} from './store.js'
+import {explainSelection, logEvent, readRollout, resolveTargets, revertDesired, rolloutNotFound, ROLLOUT_COLUMNS, withTransaction, type RolloutRecord} from './store.js'
 
 export interface RolloutSpec {
   name: string
@@ -87,10 +87,13 @@ export async function commandRollout(db: Database, name: string, command: Rollou
       })
     }
     if (command === 'start') return startInTransaction(client, record)
+    // An abort with --rollback is `rolled-back`, as when the controller aborts a rollout created with --rollback.
+    const state = command === 'abort' && options.rollback ? 'rolled-back' : next
+    if (command === 'abort') await revertDesired(client, record)
     await client.query(`UPDATE rollouts SET state = $2, paused_from = $3, reason = COALESCE($4, reason), rollback = rollback OR $5,
-      finished_at = CASE WHEN $2 = 'aborted' THEN now() ELSE finished_at END, updated_at = now() WHERE name = $1`,
-    [name, next, command === 'pause' ? record.state : null, command === 'abort' ? (options.reason ?? 'aborted by operator') : null, Boolean(options.rollback)])
-    await logEvent(client, name, command, {from: record.state, to: next, ...(options.rollback ? {rollback: true} : {})})
+      finished_at = CASE WHEN $2 IN ('aborted', 'rolled-back') THEN now() ELSE finished_at END, updated_at = now() WHERE name = $1`,
+    [name, state, command === 'pause' ? record.state : null, command === 'abort' ? (options.reason ?? 'aborted by operator') : null, Boolean(options.rollback)])
+    await logEvent(client, name, command, {from: record.state, to: state, ...(options.rollback ? {rollback: true} : {})})
     return readRollout(client, name)
   })
 }

@@ -3,6 +3,7 @@ import {withTransaction} from '../db/pool.js'
 import {notFound} from '../core/errors.js'
 import {deviceSelectionSql} from '../registry/index.js'
 import {firmwareKey} from '../registry/firmware-key.js'
+import {setDesiredForDevices} from '../shadow/index.js'
 import {emptyCounts, type Counts, type RolloutState} from './machine.js'
 
 export interface RolloutRecord {
@@ -115,6 +116,15 @@ export async function countTargets(client: PoolClient | Database['pool'], name: 
 
 export async function logEvent(client: PoolClient, rollout: string, kind: string, detail: Record<string, unknown> = {}): Promise<void> {
   await client.query('INSERT INTO rollout_events (rollout, kind, detail) VALUES ($1, $2, $3)', [rollout, kind, detail])
+}
+
+/** On abort, devices that did not end up on the new version want their previous one again (shadows converge). */
+export async function revertDesired(client: PoolClient, r: {name: string}): Promise<void> {
+  const {rows} = await client.query<{device_id: string; previous_version: string | null}>(`SELECT device_id, previous_version FROM rollout_targets
+    WHERE rollout = $1 AND dispatched_at IS NOT NULL AND state NOT IN ('succeeded', 'already-installed')`, [r.name])
+  for (const version of new Set(rows.map((row) => row.previous_version))) {
+    await setDesiredForDevices(client, rows.filter((row) => row.previous_version === version).map((row) => row.device_id), {firmware: version}, {actor: `rollout:${r.name}`})
+  }
 }
 
 export {withTransaction}
