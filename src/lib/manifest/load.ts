@@ -110,6 +110,7 @@ function parseText(yaml: YamlModule, text: string, file: string, issues: Manifes
         : `cannot read the document: ${(error as Error).message}`})
       continue
     }
+    if (value === null || value === undefined) continue // only comments, or nothing after a ---
     out.push({value, source: {file: name, dir, at: (path, onKey) => pos(locate(yaml, doc, path, onKey ?? false))}})
   }
   return out
