@@ -142,9 +142,8 @@ export const desiredStateKind: KindHandler<DesiredStateSpec, DesiredStateLive> =
   spec: spec as unknown as KindHandler<DesiredStateSpec>['spec'],
   check(object) {
     const {device, group, desired} = object.spec
-    if ((device === undefined) === (group === undefined)) {
-      return [{at: ['spec'], path: 'spec', message: 'expected exactly one of device or group'}]
-    }
+    if (device !== undefined && group !== undefined) return [{at: ['spec', 'group'], path: 'spec.group', message: 'expected exactly one of device or group, not both'}]
+    if (device === undefined && group === undefined) return [{at: ['spec'], path: 'spec', message: 'expected exactly one of device or group'}]
     const nullAt = nullLeaf(desired, [])
     if (nullAt) return [{at: ['spec', 'desired', ...nullAt], path: `spec.desired.${nullAt.join('.')}`, message: 'null is not a desired value; remove the key instead'}]
     if (Object.keys(desired).length === 0) return [{at: ['spec', 'desired'], path: 'spec.desired', message: 'expected at least one desired value'}]
