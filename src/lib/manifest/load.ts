@@ -80,27 +80,31 @@ async function readSource(file: string, options: LoadOptions, maxBytes: number, 
 
 const label = (file: string) => (file === '-' ? '<stdin>' : file)
 
+/**
+ * Documents are composed one at a time and dropped once converted: a 10,000-document file would
+ * otherwise keep every syntax tree alive at once, and the garbage collector cost more than parsing.
+ * Positions are needed only for errors, so a document's tree is rebuilt (from its slice of the
+ * text, offsets kept through the file's LineCounter) when a position is first asked for.
+ */
 function parseText(yaml: YamlModule, text: string, file: string, issues: ManifestIssue[]): RawDocument[] {
   const lineCounter = new yaml.LineCounter()
-  const parsed = yaml.parseAllDocuments(text, {lineCounter, prettyErrors: true, uniqueKeys: true, strict: true})
+  const parser = new yaml.Parser(lineCounter.addNewLine)
+  const composer = new yaml.Composer({uniqueKeys: true, strict: true})
   const out: RawDocument[] = []
   const name = label(file)
   const dir = file === '-' ? process.cwd() : dirname(resolve(file))
-  for (const doc of parsed as Document.Parsed[]) {
-    const pos = (offset: number): Position => {
-      const p = lineCounter.linePos(offset)
-      return {file: name, line: p.line, column: p.col}
-    }
+  const pos = (offset: number): Position => {
+    const p = lineCounter.linePos(offset)
+    return {file: name, line: p.line, column: p.col}
+  }
+  for (const doc of composer.compose(parser.parse(text), true, text.length)) {
     if (doc.errors.length > 0) {
       for (const error of doc.errors) {
-        const p = error.linePos?.[0]
         const what = error.code === 'DUPLICATE_KEY' ? 'duplicate key' : 'YAML syntax error'
-        issues.push({position: p ? {file: name, line: p.line, column: p.col} : pos(error.pos[0]), path: '',
-          message: `${what}: ${error.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '')}`})
+        issues.push({position: pos(error.pos[0]), path: '', message: `${what}: ${error.message.split('\n')[0]}`})
       }
       continue
     }
-    if (doc.contents === null) continue // an empty document (e.g. a trailing ---)
     let value: unknown
     try {
       value = doc.toJS({maxAliasCount: MAX_ALIAS_COUNT})
@@ -111,7 +115,15 @@ function parseText(yaml: YamlModule, text: string, file: string, issues: Manifes
       continue
     }
     if (value === null || value === undefined) continue // only comments, or nothing after a ---
-    out.push({value, source: {file: name, dir, at: (path, onKey) => pos(locate(yaml, doc, path, onKey ?? false))}})
+    const [from, , to] = doc.range
+    const start = doc.contents?.range?.[0] ?? from // every result line names it: known without a rebuild
+    let tree: Document.Parsed | undefined
+    const at = (path: FieldPath, onKey?: boolean) => {
+      if (path.length === 0) return pos(start)
+      tree ??= yaml.parseDocument(text.slice(from, to), {uniqueKeys: false})
+      return pos(from + locate(yaml, tree, path, onKey ?? false))
+    }
+    out.push({value, source: {file: name, dir, at}})
   }
   return out
 }
