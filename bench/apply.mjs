@@ -12,7 +12,7 @@ import {parseCount, UsageError} from './lib/options.mjs'
 import {ROOT, runNode} from './lib/proc.mjs'
 import {Report} from './lib/report.mjs'
 import {openSession} from './lib/session.mjs'
-import {fmtCount, fmtS, median, msSince} from './lib/stats.mjs'
+import {fmtCount, fmtMiB, fmtS, median, msSince} from './lib/stats.mjs'
 
 export const description = 'manifests: apply / re-apply / diff of 10,000 devices (needs npm run build)'
 export const usage = `node bench/run.mjs apply [options]      (npm run bench -- apply [options])
@@ -38,8 +38,9 @@ function manifest(count) {
   return docs.join('---\n')
 }
 
-async function timed(args, env, expectCode = 0) {
-  const r = await runNode(['bin/run.js', ...args], {env})
+/** Wall time, and the child's own CPU time (user + system, from child-probe.cjs): less affected by other load. */
+async function timed(args, env, probeDir, expectCode = 0) {
+  const r = await runNode(['bin/run.js', ...args], {env, probe: {dir: probeDir}})
   if (r.code !== expectCode) throw new Error(`\`iotctl ${args.join(' ')}\` exited ${r.code ?? r.signal} (expected ${expectCode}):\n${r.stderr.slice(-2000)}`)
   return r
 }
@@ -78,17 +79,22 @@ export async function run(raw) {
       const url = await session.createDatabase(`bench_apply_${i}`)
       const env = {...process.env, CI: 'true', NO_COLOR: '1', IOTCTL_HOME: session.home, IOTCTL_DATABASE_URL: url}
       delete env.IOTCTL_CONTEXT
-      await timed(['get', 'devicegroup'], env) // migrates the new database: not part of the measurement
-      const first = await timed(['apply', '-f', file], env)
+      await timed(['get', 'devicegroup'], env, session.dir) // migrates the new database: not part of the measurement
+      const first = await timed(['apply', '-f', file], env, session.dir)
       if (!first.stdout.includes('desiredstate/berlin-comfort created')) throw new Error(`unexpected apply output:\n${first.stdout.slice(-500)}`)
-      apply.push(first.ms)
-      const again = await timed(['apply', '-f', file], env)
+      apply.push(first)
+      const again = await timed(['apply', '-f', file], env, session.dir)
       if (!again.stderr.startsWith(`Plan (apply): 0 to create, 0 to configure, 0 to delete, ${options.devices + 2} unchanged`)) throw new Error(`re-apply changed something:\n${again.stderr.slice(0, 500)}`)
-      reapply.push(again.ms)
-      diff.push((await timed(['diff', '-f', file], env, 0)).ms)
+      reapply.push(again)
+      diff.push(await timed(['diff', '-f', file], env, session.dir, 0))
       await session.dropDatabase(`bench_apply_${i}`)
     }
-    const goal = (id, what, values, limitMs) => report.goal({id, what, measured: `${fmtS(median(values))} (runs: ${values.map((v) => fmtS(v)).join(', ')})`, target: `< ${limitMs / 1000} s`, pass: median(values) < limitMs})
+    const goal = (id, what, runs, limitMs) => {
+      const wall = runs.map((r) => r.ms)
+      const cpu = runs.map((r) => r.probe?.cpuMs ?? NaN)
+      report.goal({id, what, measured: `${fmtS(median(wall))} (runs: ${wall.map((v) => fmtS(v)).join(', ')}; CPU ${fmtS(median(cpu))}, peak RSS ${fmtMiB(median(runs.map((r) => r.probe?.maxRSSKiB ?? NaN)))})`,
+        target: `< ${limitMs / 1000} s`, pass: median(wall) < limitMs})
+    }
     goal('a', `apply -f of ${fmtCount(options.devices)} devices + group desired state (fresh database)`, apply, 10_000)
     goal('b', 're-apply, nothing changed', reapply, 3_000)
     goal('c', 'diff -f, nothing changed', diff, 3_000)
