@@ -5,7 +5,7 @@ import {freshDatabase, type TestDatabase} from '../helpers/database.js'
 
 // Groups select devices that exist only in a manifest with matchesSelector, and devices in the
 // database with SQL: both must give the same answer for every selector.
-const FLEET = [
+const FLEET: Array<SelectableDevice & {device_id: string}> = [
   {device_id: 'm-1', device_type: 'thermostat', firmware_version: '2.4.0', status: 'active', labels: {site: 'berlin', tier: 'prod'}},
   {device_id: 'm-2', device_type: 'thermostat', firmware_version: '2.5.0-rc.1', status: 'offline', labels: {site: 'berlin', tier: 'test'}},
   {device_id: 'm-3', device_type: 'gateway', firmware_version: null, status: 'active', labels: {site: 'paris', legacy: 'true'}},
@@ -27,7 +27,7 @@ describe('matchesSelector agrees with the selector SQL', () => {
     const params: unknown[] = []
     const where = deviceSelectionSql({selector}, params)
     const {rows} = await db.pool.query<{device_id: string}>(`SELECT device_id FROM devices WHERE ${where} ORDER BY device_id`, params)
-    const inMemory = FLEET.filter((d) => matchesSelector(parseSelector(selector), d as SelectableDevice)).map((d) => d.device_id)
+    const inMemory = FLEET.filter((d) => matchesSelector(parseSelector(selector), d)).map((d) => d.device_id)
     expect(inMemory).toEqual(rows.map((r) => r.device_id))
   })
 })
