@@ -82,7 +82,14 @@ describe('iotctl apply / diff / get / delete / schema (spawned CLI, real Postgre
     expectPlainError(await cli(['apply', '-f', path]), 4)
     expectPlainError(await cli(['apply', '-f', path, '--prune']), 2)
     expectPlainError(await cli(['apply']), 2)
+    // The limits have flags, and crossing them is exit 4 (DESIGN.md §4).
+    const ok = await write('ok.yaml', device('lim-1', {site: 'x'}, 'type: t'))
+    const size = expectJsonError(await cli(['apply', '-f', ok, '--max-file-size', '64', '--json']), 4, 'E_MANIFEST_INVALID')
+    expect(size.message).toMatch(new RegExp(`${ok}:1:1: the file is \\d+ bytes; the limit is 64 bytes`))
+    const aliased = await write('alias.yaml', 'apiVersion: iotctl/v1\nkind: Device\nmetadata: {name: lim-2, labels: &l {a: b}}\nspec: {type: t, metadata: *l}\n')
+    expectJsonError(await cli(['apply', '-f', aliased, '--max-aliases', '0', '--json']), 4, 'E_MANIFEST_INVALID')
     expect(await databaseChecksum(db)).toEqual(before)
+    expectOk(await cli(['apply', '-f', aliased, '--json']))
   })
 
   it('schema prints a draft-07 JSON Schema for every kind', async () => {

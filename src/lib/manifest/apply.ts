@@ -15,6 +15,9 @@ export interface SourceOptions {
   files: string[]
   recursive: boolean
   readStdin: () => Promise<Buffer>
+  /** Limits (DESIGN.md §4), defaults MAX_MANIFEST_BYTES and MAX_ALIAS_COUNT. */
+  maxBytes?: number
+  maxAliases?: number
 }
 
 export interface ApplyOptions extends SourceOptions {
@@ -53,7 +56,7 @@ const APPLYSET_PATTERN = /^[a-z0-9][a-z0-9_.-]{0,63}$/
 
 /** Load, validate and check every document: nothing touches the database before this succeeded. */
 export async function loadObjects(options: SourceOptions): Promise<ManifestObject[]> {
-  return validateDocuments(await loadDocuments(options.files, {recursive: options.recursive, readStdin: options.readStdin}))
+  return validateDocuments(await loadDocuments(options.files, options))
 }
 
 function operationContext(objects: ManifestObject[], deleting: Set<string>, issuer: OperationContext['issuer']): OperationContext {

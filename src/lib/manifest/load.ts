@@ -21,6 +21,7 @@ export interface LoadOptions {
   /** How `-` is read (the command passes stdin; tests pass text). */
   readStdin: () => Promise<Buffer>
   maxBytes?: number
+  maxAliases?: number
 }
 
 type YamlModule = typeof import('yaml')
@@ -38,7 +39,7 @@ export async function loadDocuments(sources: string[], options: LoadOptions): Pr
   for (const source of sources) {
     for (const file of await expand(source, options.recursive)) {
       const text = await readSource(file, options, maxBytes, issues)
-      if (text !== undefined) documents.push(...parseText(yaml, text, file, issues))
+      if (text !== undefined) documents.push(...parseText(yaml, text, file, issues, options.maxAliases ?? MAX_ALIAS_COUNT))
     }
   }
   if (issues.length > 0) throw manifestErrors(issues)
@@ -67,7 +68,7 @@ async function expand(source: string, recursive: boolean): Promise<string[]> {
 
 async function readSource(file: string, options: LoadOptions, maxBytes: number, issues: ManifestIssue[]): Promise<string | undefined> {
   const tooLarge = (size: number) => issues.push({position: {file: label(file), line: 1, column: 1}, path: '',
-    message: `the file is ${size} bytes; the limit is ${maxBytes} bytes (10 MiB): split it into several files in a directory`})
+    message: `the file is ${size} bytes; the limit is ${maxBytes} bytes: split it into several files in a directory`})
   if (file === '-') {
     const bytes = await options.readStdin()
     if (bytes.length > maxBytes) return void tooLarge(bytes.length)
@@ -86,7 +87,7 @@ const label = (file: string) => (file === '-' ? '<stdin>' : file)
  * Positions are needed only for errors, so a document's tree is rebuilt (from its slice of the
  * text, offsets kept through the file's LineCounter) when a position is first asked for.
  */
-function parseText(yaml: YamlModule, text: string, file: string, issues: ManifestIssue[]): RawDocument[] {
+function parseText(yaml: YamlModule, text: string, file: string, issues: ManifestIssue[], maxAliases: number): RawDocument[] {
   const lineCounter = new yaml.LineCounter()
   const parser = new yaml.Parser(lineCounter.addNewLine)
   const composer = new yaml.Composer({uniqueKeys: true, strict: true})
@@ -107,10 +108,10 @@ function parseText(yaml: YamlModule, text: string, file: string, issues: Manifes
     }
     let value: unknown
     try {
-      value = doc.toJS({maxAliasCount: MAX_ALIAS_COUNT})
+      value = doc.toJS({maxAliasCount: maxAliases})
     } catch (error) {
       issues.push({position: pos(doc.range[0]), path: '', message: /alias/i.test((error as Error).message)
-        ? `too many aliases: the document expands more than ${MAX_ALIAS_COUNT} aliases (an alias bomb?); write the values out`
+        ? `too many aliases: the document expands more than ${maxAliases} aliases (an alias bomb?); write the values out`
         : `cannot read the document: ${(error as Error).message}`})
       continue
     }
