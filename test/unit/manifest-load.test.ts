@@ -1,4 +1,4 @@
-import {mkdtemp, writeFile, mkdir} from 'node:fs/promises'
+import {mkdtemp, mkdir, readdir, readFile, writeFile} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {beforeAll, describe, expect, it} from 'vitest'
@@ -125,5 +125,39 @@ describe('manifest loading and validation: every error names file:line:column, t
     expect(deep.map((o) => o.name)).toEqual(['dev-1', 'dev-2'])
     const piped = await loadObjects({files: ['-'], recursive: false, readStdin: async () => Buffer.from(DEVICE)})
     expect(piped[0]!.source.at(['spec', 'type'])).toEqual({file: '<stdin>', line: 7, column: 9})
+  })
+})
+
+describe('the parse cache of large files', () => {
+  it('serves the same values and positions for the same bytes, never stale ones, and survives a corrupt entry', async () => {
+    const cacheDir = join(dir, 'cache')
+    const docs = Array.from({length: 2500}, (_, i) => DEVICE.replace('dev-1', `dev-${i}`)).join('---\n')
+    const path = await write('large.yaml', docs)
+    const load = () => loadObjects({files: [path], recursive: false, readStdin: noStdin, cacheDir})
+    const first = await load()
+    const entries = await readdir(cacheDir)
+    expect(entries).toHaveLength(1)
+    const second = await load()
+    expect(second.map((o) => [o.name, o.spec])).toEqual(first.map((o) => [o.name, o.spec]))
+    expect(second[2499]!.source.at(['spec', 'owner'])).toEqual(first[2499]!.source.at(['spec', 'owner']))
+    expect(second[2499]!.source.at(['spec', 'owner'])).toEqual({file: path, line: 2499 * 9 + 8, column: 10})
+    // Proof that the entry is what is read: an edited entry (same bytes on disk) is served, and still validated.
+    const entryPath = join(cacheDir, entries[0]!)
+    const entry = JSON.parse(await readFile(entryPath, 'utf8'))
+    entry.documents[0].value.spec.owner = 99
+    await writeFile(entryPath, JSON.stringify(entry))
+    expect((await load())[0]!.spec).toMatchObject({owner: 99})
+    entry.documents[0].value.spec.owner = 'not a number'
+    await writeFile(entryPath, JSON.stringify(entry))
+    await expect(load()).rejects.toMatchObject({exitCode: 4})
+    // Other bytes: parsed again, not served from the entry of the same path.
+    await writeFile(path, docs.replace('owner: 42', 'owner: 7'))
+    expect((await load())[0]!.spec).toMatchObject({owner: 7})
+    await writeFile(join(cacheDir, entries[0]!), '{not json')
+    expect((await load())[0]!.spec).toMatchObject({owner: 7})
+    // A file with an error is never cached: the error comes back every time.
+    await writeFile(path, `${docs}---\n${DEVICE.replace('owner: 42', 'owner: 42\n  owner: 43')}`)
+    await expect(load()).rejects.toMatchObject({exitCode: 4})
+    await expect(load()).rejects.toMatchObject({exitCode: 4})
   })
 })

@@ -1,4 +1,5 @@
-import {resolveCaDir} from '../config/index.js'
+import {join} from 'node:path'
+import {iotctlHome, resolveCaDir} from '../config/index.js'
 import {usageError} from '../core/errors.js'
 import type {DeviceIssuer} from '../pki/index.js'
 import {readStdinUpTo} from './input.js'
@@ -22,7 +23,8 @@ export function manifestSources(flags: {filename?: string[]; recursive?: boolean
     throw usageError('E_USAGE', 'no manifests given: pass -f FILE, -f DIR or -f -', {hint: 'iotctl apply -f manifests/examples/'})
   }
   const maxBytes = flags['max-file-size'] ?? DEFAULT_MAX_BYTES
-  return {files: flags.filename, recursive: Boolean(flags.recursive), readStdin: () => readStdinUpTo(maxBytes), maxBytes, maxAliases: flags['max-aliases'] ?? DEFAULT_MAX_ALIASES}
+  return {files: flags.filename, recursive: Boolean(flags.recursive), readStdin: () => readStdinUpTo(maxBytes), maxBytes,
+    maxAliases: flags['max-aliases'] ?? DEFAULT_MAX_ALIASES, cacheDir: join(iotctlHome(), 'cache', 'manifests')}
 }
 
 /** A device issuer per lifetime, created on first use: a manifest without certificates never asks for the passphrase. */

@@ -18,6 +18,8 @@ export interface SourceOptions {
   /** Limits (DESIGN.md §4), defaults MAX_MANIFEST_BYTES and MAX_ALIAS_COUNT. */
   maxBytes?: number
   maxAliases?: number
+  /** Parsed large files kept between runs (see parse-cache.ts); omitted: parse every time. */
+  cacheDir?: string
 }
 
 export interface ApplyOptions extends SourceOptions {

@@ -1,8 +1,10 @@
 import {readdir, readFile, stat} from 'node:fs/promises'
+import {createRequire} from 'node:module'
 import {dirname, extname, join, resolve} from 'node:path'
 import type {Document, Node as YamlNode} from 'yaml'
 import {notFound} from '../core/errors.js'
 import {manifestErrors} from './issues.js'
+import {CACHE_MIN_BYTES, parseCache, type ParsedDocument} from './parse-cache.js'
 import type {FieldPath, ManifestIssue, Position, Source} from './types.js'
 
 /** Limits are explicit (DESIGN.md §4): a manifest file, and aliases per document (billion laughs). */
@@ -22,7 +24,11 @@ export interface LoadOptions {
   readStdin: () => Promise<Buffer>
   maxBytes?: number
   maxAliases?: number
+  /** Where parsed large files are kept between runs ($IOTCTL_HOME/cache/manifests); none: no cache. */
+  cacheDir?: string
 }
+
+const yamlVersion = () => (createRequire(import.meta.url)('yaml/package.json') as {version: string}).version
 
 type YamlModule = typeof import('yaml')
 
@@ -36,10 +42,21 @@ export async function loadDocuments(sources: string[], options: LoadOptions): Pr
   const issues: ManifestIssue[] = []
   const documents: RawDocument[] = []
   const maxBytes = options.maxBytes ?? MAX_MANIFEST_BYTES
+  const maxAliases = options.maxAliases ?? MAX_ALIAS_COUNT
+  const cache = options.cacheDir ? parseCache(options.cacheDir, `${yamlVersion()}/${maxAliases}`) : undefined
   for (const source of sources) {
     for (const file of await expand(source, options.recursive)) {
       const text = await readSource(file, options, maxBytes, issues)
-      if (text !== undefined) documents.push(...parseText(yaml, text, file, issues, options.maxAliases ?? MAX_ALIAS_COUNT))
+      if (text === undefined) continue
+      const pos = positions(yaml, text, label(file))
+      const cacheable = cache && file !== '-' && text.length >= CACHE_MIN_BYTES
+      let parsed = cacheable ? await cache.get(file, text) : undefined
+      if (!parsed) {
+        const before = issues.length
+        parsed = parseText(yaml, text, pos, issues, maxAliases)
+        if (cacheable && issues.length === before) await cache.put(file, text, parsed)
+      }
+      for (const doc of parsed) documents.push(toRaw(yaml, text, file, pos, doc))
     }
   }
   if (issues.length > 0) throw manifestErrors(issues)
@@ -82,23 +99,30 @@ async function readSource(file: string, options: LoadOptions, maxBytes: number, 
 const label = (file: string) => (file === '-' ? '<stdin>' : file)
 
 /**
- * Documents are composed one at a time and dropped once converted: a 10,000-document file would
- * otherwise keep every syntax tree alive at once, and the garbage collector cost more than parsing.
- * Positions are needed only for errors, so a document's tree is rebuilt (from its slice of the
- * text, offsets kept through the file's LineCounter) when a position is first asked for.
+ * 1-based line and column of an offset, from yaml's LineCounter, fed on first use by one scan for
+ * line breaks (a cached parse has no parser run to feed it).
  */
-function parseText(yaml: YamlModule, text: string, file: string, issues: ManifestIssue[], maxAliases: number): RawDocument[] {
-  const lineCounter = new yaml.LineCounter()
-  const parser = new yaml.Parser(lineCounter.addNewLine)
-  const composer = new yaml.Composer({uniqueKeys: true, strict: true})
-  const out: RawDocument[] = []
-  const name = label(file)
-  const dir = file === '-' ? process.cwd() : dirname(resolve(file))
-  const pos = (offset: number): Position => {
-    const p = lineCounter.linePos(offset)
+function positions(yaml: YamlModule, text: string, name: string): (offset: number) => Position {
+  let counter: InstanceType<YamlModule['LineCounter']> | undefined
+  return (offset) => {
+    if (!counter) {
+      counter = new yaml.LineCounter()
+      counter.addNewLine(0)
+      for (let i = text.indexOf('\n'); i !== -1; i = text.indexOf('\n', i + 1)) counter.addNewLine(i + 1)
+    }
+    const p = counter.linePos(offset)
     return {file: name, line: p.line, column: p.col}
   }
-  for (const doc of composer.compose(parser.parse(text), true, text.length)) {
+}
+
+/**
+ * Documents are composed one at a time and dropped once converted: a 10,000-document file would
+ * otherwise keep every syntax tree alive at once, and the garbage collector cost more than parsing.
+ */
+function parseText(yaml: YamlModule, text: string, pos: (offset: number) => Position, issues: ManifestIssue[], maxAliases: number): ParsedDocument[] {
+  const composer = new yaml.Composer({uniqueKeys: true, strict: true})
+  const out: ParsedDocument[] = []
+  for (const doc of composer.compose(new yaml.Parser().parse(text), true, text.length)) {
     if (doc.errors.length > 0) {
       for (const error of doc.errors) {
         const what = error.code === 'DUPLICATE_KEY' ? 'duplicate key' : 'YAML syntax error'
@@ -116,17 +140,23 @@ function parseText(yaml: YamlModule, text: string, file: string, issues: Manifes
       continue
     }
     if (value === null || value === undefined) continue // only comments, or nothing after a ---
-    const [from, , to] = doc.range
-    const start = doc.contents?.range?.[0] ?? from // every result line names it: known without a rebuild
-    let tree: Document.Parsed | undefined
-    const at = (path: FieldPath, onKey?: boolean) => {
-      if (path.length === 0) return pos(start)
-      tree ??= yaml.parseDocument(text.slice(from, to), {uniqueKeys: false})
-      return pos(from + locate(yaml, tree, path, onKey ?? false))
-    }
-    out.push({value, source: {file: name, dir, at}})
+    out.push({value, from: doc.range[0], to: doc.range[2], start: doc.contents?.range?.[0] ?? doc.range[0]})
   }
   return out
+}
+
+/**
+ * Positions are needed only for errors, so a document's tree is rebuilt from its slice of the
+ * text when a field's position is first asked for (the document's start is known without it).
+ */
+function toRaw(yaml: YamlModule, text: string, file: string, pos: (offset: number) => Position, doc: ParsedDocument): RawDocument {
+  let tree: Document.Parsed | undefined
+  const at = (path: FieldPath, onKey?: boolean) => {
+    if (path.length === 0) return pos(doc.start)
+    tree ??= yaml.parseDocument(text.slice(doc.from, doc.to), {uniqueKeys: false})
+    return pos(doc.from + locate(yaml, tree, path, onKey ?? false))
+  }
+  return {value: doc.value, source: {file: label(file), dir: file === '-' ? process.cwd() : dirname(resolve(file)), at}}
 }
 
 /** Offset of a field path in a document: the key (for unknown fields) or the value; else the nearest ancestor. */
