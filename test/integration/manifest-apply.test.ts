@@ -2,7 +2,8 @@ import {readFile} from 'node:fs/promises'
 import {fileURLToPath} from 'node:url'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {applyManifests, deleteManifests, diffManifests, exportObjects, toYamlStream} from '../../src/lib/manifest/index.js'
-import {getShadow} from '../../src/lib/shadow/index.js'
+import {getShadow, SHADOW_CHANNEL} from '../../src/lib/shadow/index.js'
+import {listen} from '../../src/lib/db/listen.js'
 import {getDevice} from '../../src/lib/registry/index.js'
 import {freshDatabase, type TestDatabase} from '../helpers/database.js'
 import {applyOptions, databaseChecksum, device, manifestDir} from '../helpers/manifests.js'
@@ -100,5 +101,37 @@ describe('apply, diff, get, delete of the example manifests', () => {
     expect((await getDevice(db, 'thermo-paris-1')).status).toBe('deprovisioned')
     expect((await exportObjects(db, 'device')).map((d) => d.metadata.name)).toEqual(['thermo-berlin-1', 'thermo-berlin-2'])
     await expect(applyManifests(db, applyOptions([path]))).rejects.toMatchObject({exitCode: 5, code: 'E_MANIFEST_CONFLICT'})
+  })
+})
+
+describe('devices hear of desired state only after the commit', () => {
+  let db: TestDatabase
+  beforeAll(async () => {
+    db = await freshDatabase()
+  })
+  afterAll(async () => db.drop())
+
+  it('a committed apply announces the changed deltas (NOTIFY for the shadow service); a rolled-back one announces nothing', async () => {
+    const heard: string[] = []
+    const listener = await listen(db.url, SHADOW_CHANNEL, (payload) => heard.push(...payload.split(',')))
+    try {
+      const {write} = await manifestDir()
+      const ds = (name: string, device: string, values: string) => `apiVersion: iotctl/v1\nkind: DesiredState\nmetadata: {name: ${name}}\nspec: {device: ${device}, desired: ${values}}\n`
+      const ok = await write('ok.yaml', [device('n-1', {site: 'n'}, 'type: t'), device('n-2', {site: 'n'}, 'type: t'), ds('n1', 'n-1', '{mode: eco}')].join('---\n'))
+      await applyManifests(db, applyOptions([ok]))
+      await expect.poll(() => heard).toEqual(['n-1'])
+      // Each value passes the checks alone; inside the transaction the DesiredState rows and n-2's new shadow
+      // row are written, then the two 5 KB values merged on n-2 cross the 8 KiB shadow limit: all rolled back.
+      const blob = (key: string) => `{${key}: "${'x'.repeat(5000)}"}`
+      const bad = await write('bad.yaml', [ds('n2', 'n-1', '{extra: 1}'), ds('n3', 'n-2', blob('a')), ds('n4', 'n-2', blob('b'))].join('---\n'))
+      const before = await databaseChecksum(db)
+      await expect(applyManifests(db, applyOptions([bad]))).rejects.toMatchObject({exitCode: 4, code: 'E_SHADOW_TOO_LARGE'})
+      expect(await databaseChecksum(db)).toEqual(before)
+      await applyManifests(db, applyOptions([ok])) // unchanged: nothing to announce either
+      await new Promise((resolve) => setTimeout(resolve, 300))
+      expect(heard).toEqual(['n-1'])
+    } finally {
+      await listener.close()
+    }
   })
 })

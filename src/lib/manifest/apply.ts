@@ -55,6 +55,9 @@ export interface ApplyResult {
 }
 
 const APPLYSET_PATTERN = /^[a-z0-9][a-z0-9_.-]{0,63}$/
+// One apply at a time (transaction-level advisory lock): the plan is computed and executed against
+// the same state, and two applies never both plan the same create. Any constant shared by all iotctl processes works.
+const APPLY_LOCK_KEY = 0x10_7c_8a
 
 /** Load, validate and check every document: nothing touches the database before this succeeded. */
 export async function loadObjects(options: SourceOptions): Promise<ManifestObject[]> {
@@ -162,6 +165,7 @@ export async function applyManifests(db: Database, options: ApplyOptions): Promi
   const objects = await loadObjects(options)
   const ctx = operationContext(objects, new Set(), options.issuer)
   const {entries, result} = await withTransaction(db.pool, db.url, async (client) => {
+    if (!options.dryRun) await client.query('SELECT pg_advisory_xact_lock($1)', [APPLY_LOCK_KEY])
     const members = options.applyset ? await applysetMembers(client, options.applyset) : []
     const inFiles = new Set(objects.map((o) => keyOf(o.kind, o.name)))
     const prune = options.prune ? members.filter((m) => !inFiles.has(keyOf(m.kind, m.name))) : []
@@ -186,6 +190,7 @@ export async function deleteManifests(db: Database, options: SourceOptions & {dr
   checkObjects(objects, {has: () => true}) // duplicates and values; references do not matter for a delete
   const ctx = operationContext(objects, new Set(objects.map((o) => keyOf(o.kind, o.name))), () => Promise.reject(new Error('no certificates are issued by delete')))
   return withTransaction(db.pool, db.url, async (client) => {
+    if (!options.dryRun) await client.query('SELECT pg_advisory_xact_lock($1)', [APPLY_LOCK_KEY])
     const live = await loadLive(client, namesOf(objects), {...ctx, objects: []})
     const entries = planDelete(objects, live)
     if (!options.dryRun) await execute(client, entries, ctx)
