@@ -57,25 +57,34 @@ export function planApply(objects: ManifestObject[], live: LiveState, prune: Arr
     const action = current === undefined ? 'create' : specChanged || reasons.length > 0 ? 'update' : 'unchanged'
     entries.push({kind: kind.kind, resource: kind.resource, name: object.name, action, reasons, specChanged, object, live: current})
   }
-  if (blocked.length > 0) {
-    throw conflict('E_MANIFEST_CONFLICT', `${blocked.length} object(s) cannot be applied; nothing was changed:\n  ${blocked.join('\n  ')}`, {hint: 'remove them from the files or rename them'})
-  }
   for (const {kind: kindName, name} of prune) {
     const kind = kindByName(kindName)!
     const current = live.get(kindName)?.get(name)
+    const why = present(kind, current) ? kind.blocked?.(current, 'delete') : undefined
+    if (why) blocked.push(`${kind.resource}/${name} (pruned): ${why}`)
     if (present(kind, current)) entries.push({kind: kindName, resource: kind.resource, name, action: 'delete', reasons: ['pruned: no longer in the files of this applyset'], specChanged: true, live: current})
+  }
+  if (blocked.length > 0) {
+    throw conflict('E_MANIFEST_CONFLICT', `${blocked.length} object(s) cannot be applied or pruned; nothing was changed:\n  ${blocked.join('\n  ')}`, {hint: 'remove them from the files or rename them'})
   }
   return sortEntries(entries)
 }
 
 /** `delete -f`: every object of the files that is live becomes a delete; the others are already gone. */
 export function planDelete(objects: ManifestObject[], live: LiveState): PlanEntry[] {
-  return sortEntries(objects.map((object) => {
+  const blocked: string[] = []
+  const entries = objects.map((object) => {
     const kind = kindByName(object.kind)!
     const current = live.get(object.kind)?.get(object.name)
     const action = present(kind, current) ? 'delete' as const : 'unchanged' as const
+    const why = action === 'delete' ? kind.blocked?.(current, 'delete') : undefined
+    if (why) blocked.push(`${formatPosition(object.source.at(['metadata', 'name']))}: ${why}`)
     return {kind: object.kind, resource: kind.resource, name: object.name, action, reasons: action === 'delete' ? [] : ['not found'], specChanged: action === 'delete', object, live: current}
-  }))
+  })
+  if (blocked.length > 0) {
+    throw conflict('E_MANIFEST_CONFLICT', `${blocked.length} object(s) cannot be deleted; nothing was changed:\n  ${blocked.join('\n  ')}`, {hint: 'remove them from the files, or settle them first'})
+  }
+  return sortEntries(entries)
 }
 
 /** Kind order (the order of execution), then file order within a kind. */
