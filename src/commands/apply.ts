@@ -27,7 +27,7 @@ the plan is printed to stderr, then executed all or nothing. Applying the same f
 
   async run(): Promise<void> {
     const f = this.flags
-    const result = await applyManifests(await this.ctx.database(), {
+    const result = await applyManifests(() => this.ctx.database(), {
       ...manifestSources(f), dryRun: f['dry-run'], prune: f.prune, applyset: f.applyset, issuer: lazyIssuer(f),
       onPlan: (plan) => {
         if (!this.machineOutput) process.stderr.write(planText(plan))

@@ -16,7 +16,7 @@ exist are reported as "not found" and are not an error, so a delete can be repea
   }
 
   async run(): Promise<void> {
-    const result = await deleteManifests(await this.ctx.database(), {...manifestSources(this.flags), dryRun: this.flags['dry-run']})
+    const result = await deleteManifests(() => this.ctx.database(), {...manifestSources(this.flags), dryRun: this.flags['dry-run']})
     if (!this.machineOutput && result.summary.deleted > 0) process.stderr.write(planText(result, 'delete'))
     if (this.format === 'table') process.stdout.write(changeLines(result))
     else await this.render(result, changeView)

@@ -17,7 +17,7 @@ Exit 0: no changes; 1: changes (a CI gate); above 1: an error. Work the spec can
   }
 
   async run(): Promise<void> {
-    const result = await diffManifests(await this.ctx.database(), {...manifestSources(this.flags), prune: this.flags.prune, applyset: this.flags.applyset})
+    const result = await diffManifests(() => this.ctx.database(), {...manifestSources(this.flags), prune: this.flags.prune, applyset: this.flags.applyset})
     if (this.format === 'table') process.stdout.write(result.diff)
     else await this.render(result)
     if (result.changed) process.exitCode = ExitCode.diffFound

@@ -80,6 +80,8 @@ describe('iotctl apply / diff / get / delete / schema (spawned CLI, real Postgre
     expect(error.data!.issues).toEqual([{file: path, line: 8, column: 10, path: 'spec.owner', message: expect.stringMatching(/expected number/)}])
     expect(error.message).toContain(`${path}:8:10: spec.owner:`)
     expectPlainError(await cli(['apply', '-f', path]), 4)
+    // Validation comes before the database: bad input is exit 4 even when no database can be reached.
+    for (const verb of ['apply', 'diff', 'delete']) expectPlainError(await cli([verb, '-f', path, '--database-url', 'postgres://u:p@127.0.0.1:1/none']), 4)
     expectPlainError(await cli(['apply', '-f', path, '--prune']), 2)
     expectPlainError(await cli(['apply']), 2)
     // The limits have flags, and crossing them is exit 4 (DESIGN.md §4).

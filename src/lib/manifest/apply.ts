@@ -54,6 +54,10 @@ export interface ApplyResult {
   notes: string[]
 }
 
+/** The database, or how to open it: opened only after every document was loaded and validated (bad input is exit 4, never 6). */
+export type DatabaseSource = Database | (() => Promise<Database>)
+const open = (source: DatabaseSource) => (typeof source === 'function' ? source() : Promise.resolve(source))
+
 const APPLYSET_PATTERN = /^[a-z0-9][a-z0-9_.-]{0,63}$/
 // One apply at a time (transaction-level advisory lock): the plan is computed and executed against
 // the same state, and two applies never both plan the same create. Any constant shared by all iotctl processes works.
@@ -160,9 +164,10 @@ function assertApplyset(options: ApplyOptions): void {
  * files). Shadow deltas are announced with NOTIFY inside the transaction, which PostgreSQL delivers
  * only on commit, so devices hear of nothing that was rolled back. A dry run writes nothing.
  */
-export async function applyManifests(db: Database, options: ApplyOptions): Promise<ApplyResult> {
+export async function applyManifests(source: DatabaseSource, options: ApplyOptions): Promise<ApplyResult> {
   assertApplyset(options)
   const objects = await loadObjects(options)
+  const db = await open(source)
   const ctx = operationContext(objects, new Set(), options.issuer)
   const {entries, result} = await withTransaction(db.pool, db.url, async (client) => {
     if (!options.dryRun) await client.query('SELECT pg_advisory_xact_lock($1)', [APPLY_LOCK_KEY])
@@ -185,9 +190,10 @@ export async function applyManifests(db: Database, options: ApplyOptions): Promi
 }
 
 /** `delete -f`: the files' objects that are live, deleted in one transaction (devices deprovisioned). */
-export async function deleteManifests(db: Database, options: SourceOptions & {dryRun: boolean}): Promise<ApplyResult> {
+export async function deleteManifests(source: DatabaseSource, options: SourceOptions & {dryRun: boolean}): Promise<ApplyResult> {
   const objects = await loadObjects(options)
   checkObjects(objects, {has: () => true}) // duplicates and values; references do not matter for a delete
+  const db = await open(source)
   const ctx = operationContext(objects, new Set(objects.map((o) => keyOf(o.kind, o.name))), () => Promise.reject(new Error('no certificates are issued by delete')))
   return withTransaction(db.pool, db.url, async (client) => {
     if (!options.dryRun) await client.query('SELECT pg_advisory_xact_lock($1)', [APPLY_LOCK_KEY])
@@ -199,9 +205,10 @@ export async function deleteManifests(db: Database, options: SourceOptions & {dr
 }
 
 /** Plan without writing, for `diff`: the entries with their live state (read on a pooled client, no transaction held). */
-export async function planForDiff(db: Database, options: SourceOptions & {prune: boolean; applyset?: string}): Promise<PlanEntry[]> {
+export async function planForDiff(source: DatabaseSource, options: SourceOptions & {prune: boolean; applyset?: string}): Promise<PlanEntry[]> {
   assertApplyset({...options, dryRun: true, issuer: () => Promise.reject(new Error('diff issues nothing'))})
   const objects = await loadObjects(options)
+  const db = await open(source)
   const ctx = operationContext(objects, new Set(), () => Promise.reject(new Error('diff issues nothing')))
   const client = await connectClient(db.pool, db.url)
   try {

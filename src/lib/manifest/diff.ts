@@ -1,5 +1,4 @@
-import type {Database} from '../db/pool.js'
-import {planForDiff, type SourceOptions} from './apply.js'
+import {planForDiff, type DatabaseSource, type SourceOptions} from './apply.js'
 import {kindByName} from './kinds/index.js'
 import {summarize, type Summary} from './plan.js'
 import type {ManifestDocument, PlanEntry} from './types.js'
@@ -35,7 +34,7 @@ async function block(entry: PlanEntry): Promise<string> {
 }
 
 /** `diff -f`: what an apply of the same files would change, as a unified diff of live state against the files. */
-export async function diffManifests(db: Database, options: SourceOptions & {prune: boolean; applyset?: string}): Promise<DiffResult> {
+export async function diffManifests(db: DatabaseSource, options: SourceOptions & {prune: boolean; applyset?: string}): Promise<DiffResult> {
   const entries = await planForDiff(db, options)
   const changed = entries.filter((e) => e.action !== 'unchanged')
   const blocks: string[] = []

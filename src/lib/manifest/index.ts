@@ -1,4 +1,4 @@
-export {applyManifests, deleteManifests, loadObjects, type ApplyOptions, type ApplyResult, type Change, type SourceOptions} from './apply.js'
+export {applyManifests, deleteManifests, loadObjects, type ApplyOptions, type ApplyResult, type Change, type DatabaseSource, type SourceOptions} from './apply.js'
 export {diffManifests, type DiffResult} from './diff.js'
 export {exportObjects, toYamlStream} from './export.js'
 export {KINDS, resolveKind} from './kinds/index.js'
