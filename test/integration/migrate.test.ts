@@ -38,4 +38,23 @@ describe('migrations', () => {
       await other.drop()
     }
   })
+
+  it('a migration merged late with a lower number (0008 after 0009) is still applied', async () => {
+    const other = await createEmptyDatabase()
+    const pool = await createPool(other.url)
+    try {
+      // The newest real migration plays the late one: a higher number (9999) was applied before it.
+      const all = await loadMigrations()
+      const newest = all.at(-1)!
+      const higher = {version: 9999, name: 'higher', sql: 'CREATE TABLE higher_t (id int)'}
+      expect((await migrate(pool, other.url, [...all.slice(0, -1), higher])).applied).toContain(9999)
+      expect((await migrate(pool, other.url, [...all, higher])).applied).toEqual([newest.version])
+      const {rows} = await pool.query('SELECT version FROM iotctl_schema_migrations ORDER BY version')
+      expect(rows.map((r) => r.version)).toEqual([...all.map((m) => m.version), 9999])
+      expect((await migrate(pool, other.url, [...all, higher])).applied).toEqual([])
+    } finally {
+      await pool.end()
+      await other.drop()
+    }
+  })
 })

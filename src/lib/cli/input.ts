@@ -35,3 +35,18 @@ export async function readInputBytes(path: string): Promise<Buffer> {
     throw error
   }
 }
+
+/**
+ * Stdin up to `limit` bytes plus one: enough for the caller to see that it is too large, without
+ * holding an arbitrarily large input in memory.
+ */
+export async function readStdinUpTo(limit: number): Promise<Buffer> {
+  const chunks: Buffer[] = []
+  let size = 0
+  for await (const chunk of process.stdin) {
+    chunks.push(chunk as Buffer)
+    size += (chunk as Buffer).length
+    if (size > limit) break
+  }
+  return Buffer.concat(chunks)
+}

@@ -24,9 +24,13 @@ export async function loadMigrations(dir = MIGRATIONS_DIR): Promise<Migration[]>
   })))
 }
 
-async function appliedVersion(client: PoolClient): Promise<number> {
-  const {rows} = await client.query<{v: number | null}>('SELECT max(version) AS v FROM iotctl_schema_migrations')
-  return rows[0]?.v ?? 0
+/**
+ * The versions already applied. A set, not a maximum: numbers are reserved per issue and merged
+ * out of order (0009 may land before 0008), and a maximum would skip the late one forever.
+ */
+async function appliedVersions(client: PoolClient): Promise<Set<number>> {
+  const {rows} = await client.query<{version: number}>('SELECT version FROM iotctl_schema_migrations')
+  return new Set(rows.map((r) => r.version))
 }
 
 /**
@@ -36,21 +40,20 @@ async function appliedVersion(client: PoolClient): Promise<number> {
  */
 export async function migrate(pool: Pool, url: string, migrations?: Migration[]): Promise<{applied: number[]}> {
   const all = migrations ?? (await loadMigrations())
-  const latest = all.at(-1)?.version ?? 0
   const client = await connectClient(pool, url)
   try {
-    const current = await appliedVersion(client).catch((error: {code?: string}) => {
-      if (error.code === '42P01') return -1 // the table does not exist yet
+    const current = await appliedVersions(client).catch((error: {code?: string}) => {
+      if (error.code === '42P01') return new Set<number>() // the table does not exist yet
       throw error
     })
-    if (current >= latest) return {applied: []}
+    if (all.every((m) => current.has(m.version))) return {applied: []}
     await client.query('BEGIN')
     try {
       await client.query('SELECT pg_advisory_xact_lock($1)', [MIGRATION_LOCK_KEY])
       await client.query(`CREATE TABLE IF NOT EXISTS iotctl_schema_migrations (
         version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`)
-      const now = await appliedVersion(client) // re-read under the lock: another process may have won
-      const pending = all.filter((m) => m.version > now)
+      const now = await appliedVersions(client) // re-read under the lock: another process may have won
+      const pending = all.filter((m) => !now.has(m.version))
       for (const m of pending) {
         await client.query(m.sql)
         await client.query('INSERT INTO iotctl_schema_migrations (version, name) VALUES ($1, $2)', [m.version, m.name])

@@ -3,3 +3,4 @@ export {getShadow, hasShadow, listDrift, rejectionError, setDesiredForDevices, s
   type BulkResult, type DriftEntry, type HistoryEntry, type UpdateContext, type UpdateOutcome} from './store.js'
 export {createShadowService, SHADOW_SHARE_GROUP, SHADOW_TOPICS, type ShadowPublisher, type ShadowService, type ShadowStats} from './sync.js'
 export {cliActor, desiredPatch, setDesired, setDesiredBySelector, watchShadow, type SetResult} from './operations.js'
+export {setDesiredPatches, writeDesired, type DesiredRow} from './bulk.js'

@@ -3,16 +3,12 @@ import {assertDeviceId} from '../core/device-id.js'
 import {withTransaction, type Database, type PoolClient} from '../db/pool.js'
 import {deviceSelectionSql} from '../registry/index.js'
 import {
-  applyUpdate, computeDelta, DEFAULT_LIMITS, emptyDocument, jsonEqual, oldestPending,
+  applyUpdate, DEFAULT_LIMITS, emptyDocument, jsonEqual,
   type Accepted, type JsonObject, type Rejection, type ShadowDocument, type ShadowLimits, type ShadowUpdate,
 } from './document.js'
+import {pendingSince, setDesiredPatches, SHADOW_CHANGED_CHANNEL, SHADOW_CHANNEL, writeDesired} from './bulk.js'
 
-/** NOTIFY channel: payload = comma-separated device ids whose delta changed (sent on commit). */
-export const SHADOW_CHANNEL = 'iotctl_shadow'
-/** NOTIFY channel: ids of devices whose document changed at all (for `shadow watch`). */
-export const SHADOW_CHANGED_CHANNEL = 'iotctl_shadow_changed'
-/** Ids per NOTIFY: PostgreSQL caps a payload below 8,000 bytes; ids have up to 64 characters. */
-const IDS_PER_NOTIFY = 100
+export {SHADOW_CHANGED_CHANNEL, SHADOW_CHANNEL} from './bulk.js'
 
 export interface UpdateContext {
   /** Who changed it: 'device', 'cli:alice', 'selector:alice'. */
@@ -57,16 +53,6 @@ async function lockDocument(client: PoolClient, id: string): Promise<ShadowDocum
   return rows[0]!.document
 }
 
-const pendingSince = (document: ShadowDocument) => {
-  const seconds = oldestPending(document)
-  return seconds === undefined ? null : new Date(seconds * 1000).toISOString()
-}
-
-async function notify(client: PoolClient, channel: string, ids: string[]): Promise<void> {
-  if (ids.length === 0) return
-  await client.query(`SELECT pg_notify($1, string_agg(id, ',')) FROM (
-    SELECT id, (row_number() OVER () - 1) / ${IDS_PER_NOTIFY} AS chunk FROM unnest($2::text[]) AS id) t GROUP BY chunk`, [channel, ids])
-}
 
 /**
  * Apply one update in one transaction under the row lock. A rejection (version conflict, limits,
@@ -119,50 +105,14 @@ export interface BulkResult {
   unchanged: number
 }
 
-type LockedRow = {device_id: string; document: ShadowDocument}
-
 /**
- * Merge `desired` into shadows already locked in the caller's transaction; writes the changed
- * documents, their history and the NOTIFYs (delivered at commit). Returns how many changed.
- */
-async function applyDesiredToRows(client: PoolClient, rows: LockedRow[], desired: JsonObject, context: UpdateContext & {now: number; limits: ShadowLimits}): Promise<number> {
-  const {now, limits} = context
-  const updates: Array<{device_id: string; document: ShadowDocument; version: number; pending_since: string | null; change: unknown}> = []
-  const notifyIds: string[] = []
-  for (const row of rows) {
-    const outcome = applyUpdate(row.document, {state: {desired}}, now, limits)
-    if (!outcome.ok) {
-      throw invalidInput(outcome.code === 413 ? 'E_SHADOW_TOO_LARGE' : 'E_SHADOW_INVALID', `device ${row.device_id}: ${outcome.path ? `${outcome.path}: ` : ''}${outcome.message}`, {
-        hint: 'nothing was changed on any device; fix the values and run it again',
-      })
-    }
-    if (jsonEqual(outcome.document.state.desired, row.document.state.desired)) continue
-    const doc = outcome.document
-    updates.push({device_id: row.device_id, document: doc, version: doc.version, pending_since: pendingSince(doc), change: {state: outcome.applied.state}})
-    if (!jsonEqual(computeDelta(row.document.state.desired, row.document.state.reported), doc.state.delta)) notifyIds.push(row.device_id)
-  }
-  if (updates.length === 0) return 0
-  await client.query(`UPDATE shadows s SET document = u.document, version = u.version, pending_since = u.pending_since, updated_at = now()
-    FROM jsonb_to_recordset($1::jsonb) AS u(device_id text, document jsonb, version bigint, pending_since timestamptz)
-    WHERE s.device_id = u.device_id`, [JSON.stringify(updates)])
-  await client.query(`INSERT INTO shadow_history (device_id, version, actor, change, document)
-    SELECT device_id, version, $2, change, document FROM jsonb_to_recordset($1::jsonb) AS u(device_id text, version bigint, change jsonb, document jsonb)`,
-  [JSON.stringify(updates), context.actor])
-  await notify(client, SHADOW_CHANNEL, notifyIds)
-  await notify(client, SHADOW_CHANGED_CHANNEL, updates.map((u) => u.device_id))
-  return updates.length
-}
-
-/**
- * Set desired values on the given devices inside the caller's transaction (the rollout controller
- * commits an assignment and its desired `firmware` together). Devices without a shadow get one.
+ * Set the same desired values on the given devices inside the caller's transaction (the rollout
+ * controller commits an assignment and its desired `firmware` together). Returns how many changed.
  */
 export async function setDesiredForDevices(client: PoolClient, ids: string[], desired: JsonObject, context: UpdateContext): Promise<number> {
   if (ids.length === 0) return 0
-  await client.query(`INSERT INTO shadows (device_id, document, version) SELECT unnest($1::text[]), $2::jsonb, 0
-    ON CONFLICT (device_id) DO NOTHING`, [ids, emptyDocument()])
-  const {rows} = await client.query<LockedRow>('SELECT device_id, document FROM shadows WHERE device_id = ANY($1::text[]) ORDER BY device_id FOR UPDATE', [ids])
-  return applyDesiredToRows(client, rows, desired, {...context, now: context.now ?? Date.now(), limits: context.limits ?? DEFAULT_LIMITS})
+  const written = await setDesiredPatches(client, new Map(ids.map((id) => [id, desired])), {actor: context.actor, now: context.now, limits: context.limits, chunk: 5000})
+  return written.changed.length
 }
 
 /**
@@ -192,9 +142,9 @@ export async function setDesiredForSelection(db: Database, selection: {selector?
       if (rows.length === 0) break
       after = rows.at(-1)!.device_id
       result.matched += rows.length
-      const changed = await applyDesiredToRows(client, rows, desired, {...context, now, limits})
-      result.changed += changed
-      result.unchanged += rows.length - changed
+      const written = await writeDesired(client, rows, () => desired, {actor: context.actor, now, limits})
+      result.changed += written.changed.length
+      result.unchanged += written.unchanged
     }
     return result
   })

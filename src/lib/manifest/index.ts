@@ -1,0 +1,7 @@
+export {applyManifests, deleteManifests, loadObjects, type ApplyOptions, type ApplyResult, type Change, type DatabaseSource, type SourceOptions} from './apply.js'
+export {diffManifests, type DiffResult} from './diff.js'
+export {exportObjects, toYamlStream} from './export.js'
+export {KINDS, resolveKind} from './kinds/index.js'
+export {MAX_ALIAS_COUNT, MAX_MANIFEST_BYTES} from './load.js'
+export {manifestJsonSchema} from './schema.js'
+export type {KindHandler, ManifestDocument, ManifestObject, OperationContext, PlanEntry} from './types.js'
