@@ -1,12 +1,13 @@
 import {Flags} from '../lib/cli/oclif.js'
 import {BaseCommand} from '../lib/cli/base-command.js'
-import {lazyIssuer, manifestFlags, manifestSources} from '../lib/cli/manifest-flags.js'
+import {lazyFirmwareTools, lazyIssuer, manifestFlags, manifestSources} from '../lib/cli/manifest-flags.js'
+import {firmwareDirFlags} from '../lib/cli/firmware-flags.js'
 import {pkiFlags} from '../lib/cli/pki-flags.js'
 import {changeLines, changeView, planText} from '../lib/cli/views/manifests.js'
 import {applyManifests} from '../lib/manifest/index.js'
 
 export default class Apply extends BaseCommand<typeof Apply> {
-  static override description = `Apply manifests: create, update and prune devices, groups and desired state in one transaction
+  static override description = `Apply manifests: create, update and prune devices, groups, desired state, firmware and rollouts in one transaction
 
 Every document is loaded and validated first (errors name file:line:column, exit 4, nothing changed);
 the plan is printed to stderr, then executed all or nothing. Applying the same files again changes nothing.
@@ -23,12 +24,13 @@ the plan is printed to stderr, then executed all or nothing. Applying the same f
     prune: Flags.boolean({description: 'delete objects of --applyset that the files no longer contain'}),
     applyset: Flags.string({description: 'name of the set of objects these files manage (needed by --prune)'}),
     ...pkiFlags,
+    ...firmwareDirFlags,
   }
 
   async run(): Promise<void> {
     const f = this.flags
     const result = await applyManifests(() => this.ctx.database(), {
-      ...manifestSources(f), dryRun: f['dry-run'], prune: f.prune, applyset: f.applyset, issuer: lazyIssuer(f),
+      ...manifestSources(f), dryRun: f['dry-run'], prune: f.prune, applyset: f.applyset, issuer: lazyIssuer(f), firmware: lazyFirmwareTools(f),
       onPlan: (plan) => {
         if (!this.machineOutput) process.stderr.write(planText(plan))
       },

@@ -1,3 +1,4 @@
+import {conflict} from '../core/errors.js'
 import {watch} from 'node:fs'
 import {readFile} from 'node:fs/promises'
 import {join} from 'node:path'
@@ -141,7 +142,11 @@ export async function startBroker(options: BrokerOptions): Promise<RunningBroker
     })
     server.on('tlsClientError', (error) => log(`${listener} TLS handshake failed: ${error.message}`))
     await new Promise<void>((resolve, reject) => {
-      server.once('error', reject)
+      server.once('error', (error: NodeJS.ErrnoException) => reject(error.code === 'EADDRINUSE'
+        ? conflict('E_PORT_IN_USE', `the ${listener} listener's port ${options.host ?? '127.0.0.1'}:${port} is in use`, {
+          hint: `stop what listens there (another \`iotctl dev up\` under a different IOTCTL_HOME?), or choose another port (0: any free one)`,
+        })
+        : error))
       server.listen(port, options.host ?? '127.0.0.1', () => resolve())
     })
     servers.push(server)

@@ -2,6 +2,8 @@ import {join} from 'node:path'
 import {iotctlHome, resolveCaDir} from '../config/index.js'
 import {usageError} from '../core/errors.js'
 import type {DeviceIssuer} from '../pki/index.js'
+import type {FirmwareTools} from '../manifest/types.js'
+import {firmwareDirs} from './firmware-flags.js'
 import {readStdinUpTo} from './input.js'
 import {Flags} from './oclif.js'
 import {caPassphrase} from './pki-flags.js'
@@ -37,5 +39,21 @@ export function lazyIssuer(flags: {'ca-dir'?: string; 'passphrase-file'?: string
     })()
     const {deviceIssuer} = await import('../pki/index.js')
     return deviceIssuer({...(await passphrase), days})
+  }
+}
+
+/** The firmware signing key and artifact store for Firmware objects, on first use (same passphrase as the CA). */
+export function lazyFirmwareTools(flags: {'ca-dir'?: string; 'passphrase-file'?: string; 'keys-dir'?: string; 'artifact-dir'?: string; context?: string}): () => Promise<FirmwareTools> {
+  let tools: Promise<FirmwareTools> | undefined
+  return () => {
+    tools ??= (async () => {
+      const caDir = await resolveCaDir({caDir: flags['ca-dir'], context: flags.context})
+      const passphrase = await caPassphrase(flags['passphrase-file'], {caDir})
+      const {FileArtifactStore, loadSigningKey} = await import('../firmware/index.js')
+      const {keysDir, artifactDir} = firmwareDirs(flags)
+      const signing = await loadSigningKey(keysDir, passphrase)
+      return {signing: {key: signing.key, keyId: signing.keyId}, store: new FileArtifactStore(artifactDir)}
+    })()
+    return tools
   }
 }

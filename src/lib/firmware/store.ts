@@ -5,6 +5,7 @@ import {notFound} from '../core/errors.js'
 
 export interface FirmwareRecord {
   firmware_id: number
+  name: string
   device_type: string
   version: string
   version_code: number
@@ -22,7 +23,7 @@ export interface SignedFirmware extends FirmwareRecord {
   signature: string
 }
 
-export const FIRMWARE_COLUMNS = 'firmware_id::int, device_type, version, version_code::int, min_version, sha256, size::int, artifact, key_id, notes, created_at'
+export const FIRMWARE_COLUMNS = 'firmware_id::int, name, device_type, version, version_code::int, min_version, sha256, size::int, artifact, key_id, notes, created_at'
 
 export async function queryRows<R extends object>(db: Database, text: string, values: unknown[] = []): Promise<R[]> {
   const client = await connectClient(db.pool, db.url)

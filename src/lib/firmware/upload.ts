@@ -1,6 +1,7 @@
+import type {KeyObject} from 'node:crypto'
 import {stat} from 'node:fs/promises'
 import semver from 'semver'
-import type {Database} from '../db/pool.js'
+import type {Database, PoolClient} from '../db/pool.js'
 import {withTransaction} from '../db/pool.js'
 import {conflict, invalidInput, notFound} from '../core/errors.js'
 import {assertDeviceType} from '../registry/index.js'
@@ -12,6 +13,8 @@ import {FIRMWARE_COLUMNS, type FirmwareRecord} from './store.js'
 
 export interface UploadOptions {
   file: string
+  /** The object name (default TYPE-VERSION). */
+  name?: string
   version: string
   deviceType: string
   minVersion?: string
@@ -40,35 +43,60 @@ async function checkInput(options: UploadOptions) {
   return {version, minVersion, deviceType, signing}
 }
 
+/** TYPE-VERSION as an object name: every character outside [a-z0-9_-] becomes '-' (migration 0010 does the same). */
+export const defaultFirmwareName = (deviceType: string, version: string) => `${deviceType}-${version}`.toLowerCase().replace(/[^a-z0-9_-]/g, '-')
+
+export interface FirmwareInsert {
+  name?: string
+  deviceType: string
+  version: string
+  minVersion: string | null
+  notes?: string
+  allowDowngrade?: boolean
+  signing: {key: KeyObject; keyId: string}
+  artifact: {key: string; sha256: string; size: number}
+}
+
 /**
- * `firmware upload`: hash and store the artifact, sign the manifest's exact bytes, record it.
- * Versions per device type only go up (unless allowDowngrade); one advisory lock per device type
- * serialises two uploads racing for the next version code.
+ * Record an uploaded artifact inside the caller's transaction: versions per device type only go up
+ * (unless allowDowngrade); one advisory lock per device type serialises racing uploads.
  */
+export async function insertFirmware(client: PoolClient, f: FirmwareInsert): Promise<FirmwareRecord> {
+  await client.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`iotctl-firmware:${f.deviceType}`])
+  const {rows: existing} = await client.query<{version: string; version_code: number}>(
+    'SELECT version, version_code::int FROM firmware WHERE device_type = $1 ORDER BY firmware_key DESC', [f.deviceType])
+  if (existing.some((e) => e.version === f.version)) {
+    throw conflict('E_FIRMWARE_EXISTS', `${f.deviceType}@${f.version} is already uploaded`, {hint: 'versions are immutable: upload the change as a new version'})
+  }
+  const newest = existing[0]
+  if (newest && semver.lte(f.version, newest.version) && !f.allowDowngrade) {
+    throw invalidInput('E_FIRMWARE_NOT_NEWER', `${f.deviceType}@${f.version} is not newer than ${newest.version}, the newest recorded`, {
+      hint: 'choose a higher version, or pass --allow-downgrade on purpose',
+    })
+  }
+  const versionCode = Math.max(0, ...existing.map((e) => e.version_code)) + 1
+  const manifest: FirmwareManifest = {schema: 1, device_type: f.deviceType, version: f.version, version_code: versionCode, min_version: f.minVersion,
+    sha256: f.artifact.sha256, size: f.artifact.size, created_at: new Date().toISOString(), key_id: f.signing.keyId}
+  const signed = signManifest(manifest, f.signing.key)
+  const name = f.name ?? defaultFirmwareName(f.deviceType, f.version)
+  try {
+    const {rows} = await client.query<FirmwareRecord>(`INSERT INTO firmware (name, device_type, version, firmware_key, version_code, min_version, sha256, size, artifact, manifest, signature, key_id, notes, created_at)
+      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING ${FIRMWARE_COLUMNS}`,
+    [name, f.deviceType, f.version, firmwareKey(f.version), versionCode, f.minVersion, f.artifact.sha256, f.artifact.size, f.artifact.key, signed.bytes, signed.signature, f.signing.keyId, f.notes ?? null, manifest.created_at])
+    return rows[0]!
+  } catch (error) {
+    if ((error as {constraint?: string}).constraint === 'firmware_name_unique') {
+      throw conflict('E_FIRMWARE_NAME', `a firmware named ${name} already exists`, {hint: 'choose another name'})
+    }
+    throw error
+  }
+}
+
+/** `firmware upload`: hash and store the artifact, sign the manifest's exact bytes, record it. */
 export async function uploadFirmware(db: Database, options: UploadOptions): Promise<FirmwareRecord> {
   const {version, minVersion, deviceType, signing} = await checkInput(options)
   // Content-addressed: storing before the transaction leaves at most an unreferenced file behind.
   const artifact = await options.store.put(options.file)
-  return withTransaction(db.pool, db.url, async (client) => {
-    await client.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`iotctl-firmware:${deviceType}`])
-    const {rows: existing} = await client.query<{version: string; version_code: number}>(
-      'SELECT version, version_code::int FROM firmware WHERE device_type = $1 ORDER BY firmware_key DESC', [deviceType])
-    if (existing.some((e) => e.version === version)) {
-      throw conflict('E_FIRMWARE_EXISTS', `${deviceType}@${version} is already uploaded`, {hint: 'versions are immutable: upload the change as a new version'})
-    }
-    const newest = existing[0]
-    if (newest && semver.lte(version, newest.version) && !options.allowDowngrade) {
-      throw invalidInput('E_FIRMWARE_NOT_NEWER', `${deviceType}@${version} is not newer than ${newest.version}, the newest recorded`, {
-        hint: 'choose a higher version, or pass --allow-downgrade on purpose',
-      })
-    }
-    const versionCode = Math.max(0, ...existing.map((e) => e.version_code)) + 1
-    const manifest: FirmwareManifest = {schema: 1, device_type: deviceType, version, version_code: versionCode, min_version: minVersion,
-      sha256: artifact.sha256, size: artifact.size, created_at: new Date().toISOString(), key_id: signing.keyId}
-    const signed = signManifest(manifest, signing.key)
-    const {rows} = await client.query<FirmwareRecord>(`INSERT INTO firmware (device_type, version, firmware_key, version_code, min_version, sha256, size, artifact, manifest, signature, key_id, notes, created_at)
-      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING ${FIRMWARE_COLUMNS}`,
-    [deviceType, version, firmwareKey(version), versionCode, minVersion, artifact.sha256, artifact.size, artifact.key, signed.bytes, signed.signature, signing.keyId, options.notes ?? null, manifest.created_at])
-    return rows[0]!
-  })
+  return withTransaction(db.pool, db.url, (client) => insertFirmware(client, {name: options.name, deviceType, version, minVersion, notes: options.notes,
+    allowDowngrade: options.allowDowngrade, signing, artifact}))
 }

@@ -28,6 +28,8 @@ export interface ApplyOptions extends SourceOptions {
   applyset?: string
   /** Certificate issuance for `certificate: {issue: true}` (it may ask for the CA passphrase). */
   issuer: (days: number) => Promise<DeviceIssuer>
+  /** Signing key and artifact store for Firmware objects (resolved on first use). */
+  firmware?: OperationContext['firmware']
   /** Called with the plan before anything is written (the command prints it). */
   onPlan?: (plan: ApplyResult) => void
 }
@@ -68,12 +70,12 @@ export async function loadObjects(options: SourceOptions): Promise<ManifestObjec
   return validateDocuments(await loadDocuments(options.files, options))
 }
 
-function operationContext(objects: ManifestObject[], deleting: Set<string>, issuer: OperationContext['issuer']): OperationContext {
+function operationContext(objects: ManifestObject[], deleting: Set<string>, issuer: OperationContext['issuer'], firmware?: OperationContext['firmware']): OperationContext {
   let user = 'unknown'
   try {
     user = userInfo().username
   } catch { /* no passwd entry (containers) */ }
-  return {objects, deleting, memo: new Map(), issuer, actor: `manifest:${user}`, now: Date.now()}
+  return {objects, deleting, memo: new Map(), issuer, firmware, actor: `manifest:${user}`, now: Date.now()}
 }
 
 /** Live state of the named objects of every kind, kinds in order (a later kind may read what an earlier stored in memo). */
@@ -168,7 +170,7 @@ export async function applyManifests(source: DatabaseSource, options: ApplyOptio
   assertApplyset(options)
   const objects = await loadObjects(options)
   const db = await open(source)
-  const ctx = operationContext(objects, new Set(), options.issuer)
+  const ctx = operationContext(objects, new Set(), options.issuer, options.firmware)
   const {entries, result} = await withTransaction(db.pool, db.url, async (client) => {
     if (!options.dryRun) await client.query('SELECT pg_advisory_xact_lock($1)', [APPLY_LOCK_KEY])
     const members = options.applyset ? await applysetMembers(client, options.applyset) : []

@@ -1,6 +1,12 @@
 import type {ZodType} from 'zod'
 import type {PoolClient} from '../db/pool.js'
 import type {DeviceIssuer} from '../pki/index.js'
+import type {ArtifactStore} from '../firmware/index.js'
+
+export interface FirmwareTools {
+  signing: {key: import('node:crypto').KeyObject; keyId: string}
+  store: ArtifactStore
+}
 
 export const API_VERSION = 'iotctl/v1'
 /** Names of every kind's objects: the device id rule, so a name is always safe in topics and paths. */
@@ -79,6 +85,8 @@ export interface OperationContext {
   memo: Map<string, unknown>
   /** Certificate issuance for a lifetime in days, resolved only when some object needs it (it may ask for the CA passphrase). */
   issuer: (days: number) => Promise<DeviceIssuer>
+  /** The firmware signing key and artifact store, resolved only when a Firmware object is created (it may ask for the passphrase). */
+  firmware?: () => Promise<FirmwareTools>
   /** Shadow history actor for desired state written by this operation. */
   actor: string
   now: number

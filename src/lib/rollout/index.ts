@@ -1,7 +1,7 @@
 export {createRolloutController, LEADER_LOCK_KEY, type ControllerOptions, type RolloutController} from './controller.js'
 export {assignmentId} from './dispatch.js'
 export {FINAL_ROLLOUT_STATES, ROLLOUT_STATES, TARGET_STATES, type Counts, type RolloutState, type TargetState} from './machine.js'
-export {checkSpec, commandRollout, createRollout, getRollout, isFinal, listRollouts, ROLLOUT_DEFAULTS, type RolloutCommand, type RolloutSpec} from './operations.js'
+export {checkSpec, commandRollout, createRollout, getRollout, insertRollout, isFinal, listRollouts, ROLLOUT_DEFAULTS, startRolloutIn, type RolloutCommand, type RolloutSpec} from './operations.js'
 export {parseHealth, parsePercent, parseRate, parseStages} from './planner.js'
 export {rolloutStatus, waitForRollout, type RolloutStatus} from './status.js'
 export type {RolloutRecord} from './store.js'

@@ -43,23 +43,31 @@ export function checkSpec(spec: RolloutSpec): {deviceType: string; version: stri
 export async function createRollout(db: Database, spec: RolloutSpec, options: {start?: boolean} = {}): Promise<RolloutRecord> {
   const ref = checkSpec(spec)
   const firmware = await getFirmware(db, ref.deviceType, ref.version)
-  return withTransaction(db.pool, db.url, async (client) => {
-    const exists = await client.query('SELECT 1 FROM rollouts WHERE name = $1', [spec.name])
-    if (exists.rowCount) throw conflict('E_ROLLOUT_EXISTS', `rollout ${spec.name} already exists`, {hint: `see it with \`iotctl rollout status ${spec.name}\`, or choose another name`})
-    await client.query(`INSERT INTO rollouts (name, firmware_id, selector, canary_selector, stages, soak_ms, max_failure_rate, min_decided, min_coverage,
-      rate_per_minute, step_timeout_ms, health, rollback) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`,
-    [spec.name, firmware.firmware_id, spec.selector ?? null, spec.canarySelector ?? null, spec.stages, spec.soakMs, spec.maxFailureRate, spec.minDecided,
-      spec.minCoverage, spec.ratePerMinute ?? null, spec.stepTimeoutMs, spec.health ?? null, Boolean(spec.rollback)])
-    const record = await readRollout(client, spec.name, true)
-    const matched = await explainSelection(client, record)
-    if (Object.values(matched).at(-1) === 0) {
-      throw notFound('E_NO_TARGETS', `rollout ${spec.name} would target no device`, {
-        hint: `matched: ${Object.entries(matched).map(([k, v]) => `${v} ${k}`).join(', ')}; nothing was recorded`, data: {matched},
-      })
-    }
-    await logEvent(client, spec.name, 'created', {firmware: spec.firmware})
-    return options.start ? startInTransaction(client, record) : record
-  })
+  return withTransaction(db.pool, db.url, (client) => insertRollout(client, spec, firmware.firmware_id, options))
+}
+
+/** Record a rollout inside the caller's transaction (the manifests' Rollout kind shares it with its Firmware). */
+export async function insertRollout(client: PoolClient, spec: RolloutSpec, firmwareId: number, options: {start?: boolean} = {}): Promise<RolloutRecord> {
+  const exists = await client.query('SELECT 1 FROM rollouts WHERE name = $1', [spec.name])
+  if (exists.rowCount) throw conflict('E_ROLLOUT_EXISTS', `rollout ${spec.name} already exists`, {hint: `see it with \`iotctl rollout status ${spec.name}\`, or choose another name`})
+  await client.query(`INSERT INTO rollouts (name, firmware_id, selector, canary_selector, stages, soak_ms, max_failure_rate, min_decided, min_coverage,
+    rate_per_minute, step_timeout_ms, health, rollback) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`,
+  [spec.name, firmwareId, spec.selector ?? null, spec.canarySelector ?? null, spec.stages, spec.soakMs, spec.maxFailureRate, spec.minDecided,
+    spec.minCoverage, spec.ratePerMinute ?? null, spec.stepTimeoutMs, spec.health ?? null, Boolean(spec.rollback)])
+  const record = await readRollout(client, spec.name, true)
+  const matched = await explainSelection(client, record)
+  if (Object.values(matched).at(-1) === 0) {
+    throw notFound('E_NO_TARGETS', `rollout ${spec.name} would target no device`, {
+      hint: `matched: ${Object.entries(matched).map(([k, v]) => `${v} ${k}`).join(', ')}; nothing was recorded`, data: {matched},
+    })
+  }
+  await logEvent(client, spec.name, 'created', {firmware: `${record.device_type}@${record.version}`})
+  return options.start ? startInTransaction(client, record) : record
+}
+
+/** Start a pending rollout inside the caller's transaction. */
+export async function startRolloutIn(client: PoolClient, name: string): Promise<RolloutRecord> {
+  return startInTransaction(client, await readRollout(client, name, true))
 }
 
 async function startInTransaction(client: PoolClient, record: RolloutRecord): Promise<RolloutRecord> {

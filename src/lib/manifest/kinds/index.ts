@@ -2,12 +2,16 @@ import type {KindHandler} from '../types.js'
 import {desiredStateKind} from './desired-state.js'
 import {deviceGroupKind} from './device-group.js'
 import {deviceKind} from './device.js'
+import {firmwareKind} from './firmware.js'
+import {rolloutKind} from './rollout.js'
 
 /** The kind registry: one module per kind, one line here. Apply runs in `order`; deletes in reverse. */
 export const KINDS: readonly KindHandler[] = [
   deviceKind,
   deviceGroupKind,
   desiredStateKind,
+  firmwareKind,
+  rolloutKind,
 ].sort((a, b) => a.order - b.order)
 
 export const kindNames = () => KINDS.map((k) => k.kind)
