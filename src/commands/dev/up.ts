@@ -8,6 +8,8 @@ import {checkSinkSelection} from '../../lib/telemetry/index.js'
 import {maskUrl} from '../../lib/core/url.js'
 import type {StackRecord} from '../../lib/config/stack-record.js'
 import {isDetachedChild, startDetached, startDevStack, type RunningStack} from '../../lib/stack/index.js'
+import type {DemoResult} from '../../lib/stack/demo.js'
+import {ExitCode, IotctlError} from '../../lib/core/errors.js'
 
 export default class DevUp extends BaseCommand<typeof DevUp> {
   static override description = `Start the local development stack: an embedded PostgreSQL with its data under $IOTCTL_HOME/dev/
@@ -27,10 +29,13 @@ to its log (\`iotctl dev logs stack\`). While it runs, every other command finds
     'service-port': Flags.integer({description: 'MQTT over TLS port for services and the CLI (0: any free port)', default: 8884, min: 0, max: 65_535}),
     'max-packet-size': Flags.integer({description: 'largest MQTT packet accepted, in bytes; larger ones close the connection', default: 65_536, min: 128, max: 268_435_455}),
     'summary-interval': Flags.string({description: 'how often a plain summary line is logged when no terminal shows the live one (0s: never)', default: '10s'}),
+    demo: Flags.boolean({description: 'run the demo: apply manifests/demo/ (200 devices, groups, desired state, a good and a bad firmware with staged rollouts), start 200 simulated devices, show it live, end with a summary'}),
+    'demo-timeout': Flags.string({description: 'with --demo: give up after this long', default: '3m'}),
   }
 
   async run(): Promise<void> {
     const summaryEveryMs = parseDuration(this.flags['summary-interval'], '--summary-interval')
+    if (this.flags.demo) return this.demo(summaryEveryMs)
     const sinks = await this.ctx.sinkSelection(this.flags)
     checkSinkSelection(sinks)
     if (this.flags.detach) {
@@ -58,6 +63,56 @@ to its log (\`iotctl dev logs stack\`). While it runs, every other command finds
     const failure = await waitForSignal(stack)
     if (failure) throw failure
   }
+
+  private async demo(summaryEveryMs: number): Promise<void> {
+    const stop = new AbortController()
+    const onSignal = () => stop.abort()
+    process.once('SIGINT', onSignal)
+    process.once('SIGTERM', onSignal)
+    const {runDemoCommand} = await import('../../lib/cli/demo-run.js')
+    const result = await runDemoCommand({
+      startStack: () => startDevStack({dbPort: this.flags['db-port'], mqttPort: this.flags['mqtt-port'], servicePort: this.flags['service-port'],
+        maxPacketBytes: this.flags['max-packet-size'], summaryEveryMs, rolloutTickMs: 500}),
+      timeoutMs: parseDuration(this.flags['demo-timeout'], '--demo-timeout'), live: canAnimate(), signal: stop.signal, write: (text) => process.stderr.write(text),
+    }).finally(() => {
+      process.removeListener('SIGINT', onSignal)
+      process.removeListener('SIGTERM', onSignal)
+    })
+    if (!this.machineOutput) process.stderr.write(`\n${demoReport(result)}`)
+    const failure = demoOutcome(result)
+    if (failure) throw failure
+    await this.render(result, demoView)
+  }
+}
+
+function demoReport(r: DemoResult): string {
+  const lines = [`demo ${r.success ? 'succeeded' : 'did not succeed'} in ${r.elapsed_s}s:`]
+  for (const [check, ok] of Object.entries(r.checks)) lines.push(`  ${ok ? '✓' : '✗'} ${check}`)
+  for (const ro of r.rollouts) lines.push(`  rollout ${ro.name} (${ro.firmware}): ${ro.state}, stage ${ro.stage}/${ro.stages.length}, ${ro.succeeded} succeeded, ${ro.failed} failed${ro.reason ? ` — ${ro.reason}` : ''}`)
+  lines.push('explore (the data stays; `iotctl dev up --detach` brings the stack back):', ...r.explore.map((c) => `  ${c}`))
+  return lines.join('\n') + '\n'
+}
+
+const demoView = {
+  rows: (r: unknown) => [r as DemoResult],
+  name: () => 'demo',
+  columns: [
+    {header: 'SUCCESS', get: (r: DemoResult) => String(r.success)},
+    {header: 'SECONDS', get: (r: DemoResult) => r.elapsed_s},
+    {header: 'ONLINE', get: (r: DemoResult) => `${r.devices.online}/${r.devices.total}`},
+    {header: 'CONVERGED', get: (r: DemoResult) => `${r.shadows.converged}/${r.shadows.total}`},
+    {header: 'ROLLOUTS', get: (r: DemoResult) => r.rollouts.map((x) => `${x.name}=${x.state}`).join(' ')},
+  ],
+}
+
+/** The demo's exit: 0 when every check passed, 8 when it ran out of time, 130 on Ctrl-C, 7 when a check failed. */
+function demoOutcome(result: DemoResult): IotctlError | undefined {
+  if (result.success) return undefined
+  const failed = Object.entries(result.checks).filter(([, ok]) => !ok).map(([name]) => name)
+  const code = result.outcome === 'interrupted' ? ExitCode.interrupted : result.outcome === 'timed-out' ? ExitCode.timedOut : ExitCode.rolloutFailed
+  return new IotctlError('E_DEMO', code, `the demo ${result.outcome === 'completed' ? 'finished' : result.outcome}${failed.length > 0 ? `; not met: ${failed.join(', ')}` : ''}`, {
+    hint: 'see `iotctl dev logs` (the stack is stopped; `iotctl dev up --detach` brings it back with the data)', data: {result},
+  })
 }
 
 function summary(record: StackRecord, detached: boolean) {

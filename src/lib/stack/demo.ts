@@ -42,8 +42,8 @@ const EXPLORE = [
   'iotctl rollout list',
   'iotctl rollout status fw-110-berlin',
   'iotctl rollout status fw-120-paris',
-  'iotctl telemetry query --device demo-000 --metric temperature --since 10m --every 1m --plot',
-  'iotctl shadow get demo-150',
+  'iotctl telemetry query --device demo-0000 --metric temperature --since 10m --every 1m --plot',
+  'iotctl shadow get demo-0150',
   'iotctl get rollouts -o yaml',
 ]
 
@@ -127,7 +127,7 @@ async function snapshot(db: Database, fleet: RunningFleet, started: number, last
     devices: {total: counts.total, online: counts.online},
     telemetry: {acknowledged, per_second: acknowledged - lastAcknowledged},
     shadows: {converged: counts.converged, total: counts.total},
-    rollouts: rollouts.reverse().map((r) => ({name: r.name, firmware: r.firmware, state: r.state, stage: r.stage, stages: r.stages, failure_rate: r.failure_rate, reason: r.reason,
+    rollouts: rollouts.sort((a, b) => a.name.localeCompare(b.name)).map((r) => ({name: r.name, firmware: r.firmware, state: r.state, stage: r.stage, stages: r.stages, failure_rate: r.failure_rate, reason: r.reason,
       succeeded: r.counts.succeeded, failed: r.counts.failed + r.counts['timed-out'], in_flight: r.counts.dispatched + r.counts.downloading + r.counts.installing})),
   }
 }
