@@ -99,7 +99,7 @@ describe('iotctl apply / diff / get / delete / schema (spawned CLI, real Postgre
     expect(r.code, describeRun(r)).toBe(0)
     const schema = JSON.parse(r.stdout)
     expect(schema.$schema).toBe('http://json-schema.org/draft-07/schema#')
-    expect(schema.anyOf.map((k: {properties: {kind: {const: string}}}) => k.properties.kind.const)).toEqual(['Device', 'DeviceGroup', 'DesiredState'])
+    expect(schema.anyOf.map((k: {properties: {kind: {const: string}}}) => k.properties.kind.const)).toEqual(['Device', 'DeviceGroup', 'Firmware', 'DesiredState', 'Rollout'])
   })
 
   it('delete -f deletes; again: not found, exit 0', async () => {

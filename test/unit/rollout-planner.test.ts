@@ -30,7 +30,6 @@ describe('parseStages: accepted', () => {
     ['1%,10%,100%', [1, 10, 100]],
     ['1,10%,100', [1, 10, 100]],
     [' 1 , 10 , 100 ', [1, 10, 100]],
-    ['0.5,5,100', [0.5, 5, 100]],
     ['1,2,5,10,25,50,75,100', [1, 2, 5, 10, 25, 50, 75, 100]],
   ]
   it.each(cases)('%j -> %j', (text, expected) => {
@@ -54,6 +53,7 @@ describe('parseStages: refused with exit 4', () => {
     ['above 100', '1,10,110'],
     ['above 100 at the end', '50,101'],
     ['zero', '0,10,100'],
+    ['a fraction (stages are stored as whole percentages)', '0.5,5,100'],
     ['negative', '-5,10,100'],
     ['a word', 'one,ten,hundred'],
     ['a number with a word', '1,10x,100'],

@@ -9,8 +9,9 @@ import {invalidInput} from '../core/errors.js'
 /** "1,10,100" → [1, 10, 100]: strictly increasing percentages, the last one 100. */
 export function parseStages(text: string): number[] {
   const parts = text.split(',').map((s) => s.trim().replace(/%$/, ''))
-  const stages = parts.map((p) => (/^\d+(\.\d+)?$/.test(p) ? Number(p) : Number.NaN))
-  const bad = () => invalidInput('E_STAGES', `--stages ${JSON.stringify(text)} is not a list of increasing percentages ending at 100`, {hint: 'e.g. --stages 1,10,100'})
+  // Whole percentages: the stages are stored as integers.
+  const stages = parts.map((p) => (/^\d+$/.test(p) ? Number(p) : Number.NaN))
+  const bad = () => invalidInput('E_STAGES', `--stages ${JSON.stringify(text)} is not a list of increasing whole percentages ending at 100`, {hint: 'e.g. --stages 1,10,100'})
   if (parts.some((p) => p === '') || stages.some((s) => !Number.isFinite(s) || s <= 0 || s > 100)) throw bad()
   if (stages.some((s, i) => i > 0 && s <= stages[i - 1]!) || stages.at(-1) !== 100 || stages.length > 20) throw bad()
   return stages

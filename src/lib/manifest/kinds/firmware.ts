@@ -2,6 +2,7 @@ import {createHash} from 'node:crypto'
 import {readFileSync} from 'node:fs'
 import {resolve} from 'node:path'
 import {conflict, usageError} from '../../core/errors.js'
+import {manifestErrors} from '../issues.js'
 import {DEVICE_TYPE_PATTERN} from '../../registry/index.js'
 import {API_VERSION, type KindHandler, type ManifestDocument, type ManifestObject, type Zod} from '../types.js'
 
@@ -35,21 +36,23 @@ const spec = (z: Zod) => z.strictObject({
   notes: z.string().max(4096).optional(),
 })
 
-/** SHA-256 of a manifest's image, read once per run (images are immutable once uploaded). */
-const hashes = new Map<string, string>()
+/**
+ * SHA-256 of a manifest's image, once per loaded object (check() and canonical() both ask): keyed by
+ * the object, never by path, so a file rewritten between two applies in one process is read again.
+ */
+const hashes = new WeakMap<object, string | null>()
 function fileHash(object: ManifestObject<FirmwareSpec>): string | undefined {
   if (!object.spec.file) return object.spec.sha256
-  const path = resolve(object.source.dir, object.spec.file)
-  let hash = hashes.get(path)
+  let hash = hashes.get(object)
   if (hash === undefined) {
     try {
-      hash = createHash('sha256').update(readFileSync(path)).digest('hex')
+      hash = createHash('sha256').update(readFileSync(resolve(object.source.dir, object.spec.file))).digest('hex')
     } catch {
-      return undefined // check() reports the unreadable file with its position
+      hash = null // check() reports the unreadable file with its position
     }
-    hashes.set(path, hash)
+    hashes.set(object, hash)
   }
-  return hash
+  return hash ?? undefined
 }
 
 function document(name: string, s: {deviceType: string; version: string; sha256?: string; minVersion?: string | null; notes?: string | null}): ManifestDocument {
@@ -101,6 +104,10 @@ export const firmwareKind: KindHandler<FirmwareSpec, FirmwareLive> = {
     const {insertFirmware} = await import('../../firmware/index.js')
     for (const e of changed) {
       const o = e.object!
+      if (!o.spec.file) {
+        // Only now is it known that the object does not exist: sha256 alone names an existing image.
+        throw manifestErrors([{position: o.source.at(['spec']), path: 'spec.file', message: `firmware/${o.name} does not exist yet: expected file (the image) to create it`}])
+      }
       // Content-addressed: storing before the commit leaves at most an unreferenced file after a rollback.
       const artifact = await tools.store.put(resolve(o.source.dir, o.spec.file!))
       await insertFirmware(client, {name: o.name, deviceType: o.spec.deviceType, version: o.spec.version, minVersion: o.spec.minVersion ?? null,

@@ -1,7 +1,6 @@
 import {conflict} from '../../core/errors.js'
 import {parseDuration} from '../../core/duration.js'
 import {parseSelector} from '../../core/selector.js'
-import {isIotctlError} from '../../core/errors.js'
 import {parseHealth, parsePercent, parseRate, parseStages, ROLLOUT_DEFAULTS} from '../../rollout/index.js'
 import {API_VERSION, type KindHandler, type ManifestDocument, type ManifestObject, type Zod} from '../types.js'
 
@@ -44,7 +43,7 @@ const spec = (z: Zod) => z.strictObject({
   firmware: z.string().min(1).describe('name of the Firmware object to roll out'),
   selector: z.string().optional().describe('device selector within the firmware\'s device type'),
   canarySelector: z.string().optional().describe('the first stage\'s devices (else a stable hash picks them)'),
-  stages: z.array(z.number().positive().max(100)).min(1).max(20).optional().describe('cumulative percentages, ending at 100 (default [1, 10, 100])'),
+  stages: z.array(z.number().int().positive().max(100)).min(1).max(20).optional().describe('cumulative percentages, ending at 100 (default [1, 10, 100])'),
   soak: z.string().optional().describe('soak per stage, e.g. 1h (default 1h)'),
   maxFailureRate: z.string().optional().describe('abort threshold, e.g. 5% (default 5%)'),
   minDecided: z.number().int().min(1).optional().describe('decided targets before the threshold applies (default 10)'),
@@ -84,7 +83,7 @@ function document(name: string, l: Omit<RolloutLive, 'name' | 'state'> & {starte
   }}
 }
 
-const problem = (at: string[], error: unknown) => ({at, path: at.join('.'), message: isIotctlError(error) ? error.message : String(error)})
+const problem = (at: string[], error: unknown) => ({at, path: at.join('.'), message: (error as Error).message ?? String(error)})
 
 /**
  * A staged OTA rollout (`rollout create`). Once created it is immutable, except that a pending one
@@ -101,7 +100,9 @@ export const rolloutKind: KindHandler<RolloutObjectSpec, RolloutLive> = {
     const checks: Array<[string[], () => unknown]> = [
       [['spec', 'stages'], () => s.stages && parseStages(s.stages.join(','))],
       [['spec', 'soak'], () => s.soak && parseDuration(s.soak, 'spec.soak')],
-      [['spec', 'stepTimeout'], () => s.stepTimeout && parseDuration(s.stepTimeout, 'spec.stepTimeout')],
+      [['spec', 'stepTimeout'], () => {
+        if (s.stepTimeout && parseDuration(s.stepTimeout, 'spec.stepTimeout') < 1000) throw new Error('expected at least 1s')
+      }],
       [['spec', 'maxFailureRate'], () => s.maxFailureRate && parsePercent(s.maxFailureRate, 'spec.maxFailureRate')],
       [['spec', 'minCoverage'], () => s.minCoverage && parsePercent(s.minCoverage, 'spec.minCoverage')],
       [['spec', 'rate'], () => s.rate && parseRate(s.rate)],
