@@ -83,4 +83,22 @@ describe('rollout gates, rate and operator commands', () => {
     const {rows} = await w.db.pool.query<{n: number}>("SELECT count(*)::int AS n FROM devices WHERE device_id LIKE 'op-%' AND firmware_version = '1.0.0'")
     expect(rows[0]!.n).toBe(20)
   }, 90_000)
+
+  it('--canary-selector: the first stage is exactly the named devices; the rest follow by the stable hash', async () => {
+    await w.db.pool.query(`INSERT INTO devices (device_id, device_type, firmware_version, firmware_key, labels)
+      SELECT 'can-' || lpad(i::text, 3, '0'), 'gate-f', '1.0.0', $1, jsonb_build_object('ring', CASE WHEN i % 7 = 0 THEN 'canary' ELSE 'main' END)
+      FROM generate_series(0, 69) i`, [(await import('../../src/lib/registry/firmware-key.js')).firmwareKey('1.0.0')])
+    await w.upload('gate-f', '1.1.0')
+    await w.create({name: 'canaries', firmware: 'gate-f@1.1.0', stages: [1, 50, 100], canarySelector: 'ring=canary', soakMs: 60_000})
+    const targets = await w.targets('canaries')
+    const named = (await w.db.pool.query<{device_id: string}>("SELECT device_id FROM devices WHERE labels->>'ring' = 'canary' AND device_type = 'gate-f'")).rows.map((r) => r.device_id)
+    expect(named).toHaveLength(10)
+    expect(new Set(targets.filter((t) => t.stage === 0).map((t) => t.device_id))).toEqual(new Set(named))
+    expect(targets.filter((t) => t.stage <= 1)).toHaveLength(35)
+    expect(targets).toHaveLength(70)
+    // The SQL that fixed the targets orders them as the pure planner does (canaries first, then SHA-256 of rollout/device).
+    const {orderTargets} = await import('../../src/lib/rollout/planner.js')
+    expect(targets.map((t) => t.device_id)).toEqual(orderTargets('canaries', targets.map((t) => t.device_id).sort(), new Set(named)))
+    await commandRollout(w.db, 'canaries', 'abort')
+  }, 30_000)
 })
