@@ -183,7 +183,7 @@ describe('iotctl rollout against a detached dev stack', {timeout: 150_000}, () =
     expect(summary.ota_failures).toBeLessThanOrEqual(5)
   })
 
-  it('offline devices: wait --timeout 2s → 8; pause / resume change the state; abort --rollback → aborted, wait → 7', async () => {
+  it('offline devices: wait --timeout 2s → 8; pause / resume change the state; abort --rollback → rolled-back, wait → 7', async () => {
     for (const id of ['off-1', 'off-2']) expectOk(await cli(['devices', 'register', id, '--type', 'rt-off', '--firmware', '1.0.0', '-o', 'json']))
     await upload('rt-off', '1.1.0')
     expectOk(await cli(['rollout', 'create', 'off-110', '--firmware', 'rt-off@1.1.0', '--stages', '100', '--soak', '1s', '--start', '-o', 'json']))
