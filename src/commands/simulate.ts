@@ -74,7 +74,7 @@ cap) and keep QoS 1 telemetry queued. Ends after --duration or on Ctrl-C with a 
     await this.render(summary, {rows: (r) => [r as typeof summary], name: () => `simulation/${prefix}`,
       columns: [{header: 'DEVICES', get: (s) => s.devices}, {header: 'SENT', get: (s) => s.sent}, {header: 'ACKNOWLEDGED', get: (s) => s.acknowledged},
         {header: 'RECONNECTS', get: (s) => s.reconnects}, {header: 'ERRORS', get: (s) => s.errors}, {header: 'DELTAS', get: (s) => s.deltas_applied},
-        {header: 'OTA INSTALLS', get: (s) => s.ota_installs}, {header: 'OTA FAILED', get: (s) => s.ota_failures + s.ota_refusals},
+        {header: 'OTA_INSTALLS', get: (s) => s.ota_installs}, {header: 'OTA_FAILED', get: (s) => s.ota_failures + s.ota_refusals},
         {header: 'SECONDS', get: (s) => s.duration_s}]})
   }
 }

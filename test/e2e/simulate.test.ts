@@ -111,7 +111,7 @@ describe('iotctl simulate against a detached dev stack', {timeout: 120_000}, () 
   it('again without --register: the devices exist now, so it runs; a table without -o json', async () => {
     const r = await cli(['simulate', '--count', '20', '--interval', '1s', '--duration', '2s'], {timeoutMs: 60_000})
     expect(r.code, describeRun(r)).toBe(0)
-    expect(r.stdout).toMatch(/^DEVICES\s+SENT\s+ACKNOWLEDGED\s+RECONNECTS\s+ERRORS\s+DELTAS\s+SECONDS\n20\s+(\d+)\s+\1\s+0\s+0\s+\d+\s+[\d.]+\n$/)
+    expect(r.stdout).toMatch(/^DEVICES\s+SENT\s+ACKNOWLEDGED\s+RECONNECTS\s+ERRORS\s+DELTAS\s+OTA_INSTALLS\s+OTA_FAILED\s+SECONDS\n20\s+(\d+)\s+\1\s+0\s+0\s+\d+\s+0\s+0\s+[\d.]+\n$/)
     expect(r.stderr).toMatch(/simulating 20 devices against mqtts:\/\/127\.0\.0\.1:\d+ for 2s/)
     expect(r.stderr).not.toMatch(/\n\s+at /)
   })

@@ -82,7 +82,7 @@ describe('manifest loading and validation: every error names file:line:column, t
   it('unknown kind and unknown apiVersion', async () => {
     const kind = await failure(DEVICE.replace('kind: Device', 'kind: Gadget'))
     expect(kind.first).toMatchObject({line: 2, column: 7, path: 'kind'})
-    expect(kind.first.message).toBe('unknown kind "Gadget"; expected one of Device, DeviceGroup, DesiredState')
+    expect(kind.first.message).toBe('unknown kind "Gadget"; expected one of Device, DeviceGroup, Firmware, DesiredState, Rollout')
     const api = await failure(DEVICE.replace('iotctl/v1', 'iotctl/v2'))
     expect(api.first).toMatchObject({line: 1, column: 13, path: 'apiVersion'})
     expect(api.first.message).toBe('unknown apiVersion "iotctl/v2"; expected "iotctl/v1"')
