@@ -15,7 +15,7 @@ describe('migrations', () => {
     try {
       const results = await Promise.all(pools.map((p) => migrate(p, db.url)))
       const latest = (await loadMigrations()).map((m) => m.version)
-      expect(results.flatMap((r) => r.applied).sort()).toEqual(latest)
+      expect(results.flatMap((r) => r.applied).sort((a, b) => a - b)).toEqual(latest)
       const {rows} = await pools[0]!.query('SELECT version FROM iotctl_schema_migrations ORDER BY version')
       expect(rows.map((r) => r.version)).toEqual(latest)
       expect((await migrate(pools[0]!, db.url)).applied).toEqual([])
