@@ -81,3 +81,15 @@ export async function withTransaction<T>(pool: Pool, url: string, fn: (client: P
     client.release()
   }
 }
+
+/** One statement on a pooled client; a lost connection becomes exit 6 (databaseUnavailable). */
+export async function queryRows<R extends object>(db: {pool: Pool; url: string}, text: string, values: unknown[] = []): Promise<R[]> {
+  const client = await connectClient(db.pool, db.url)
+  try {
+    return (await client.query<R>(text, values)).rows
+  } catch (error) {
+    throw isConnectionError(error) ? databaseUnavailable(db.url, error) : error
+  } finally {
+    client.release()
+  }
+}

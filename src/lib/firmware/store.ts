@@ -1,6 +1,6 @@
 import semver from 'semver'
 import type {Database} from '../db/pool.js'
-import {connectClient, databaseUnavailable, isConnectionError} from '../db/pool.js'
+import {queryRows} from '../db/pool.js'
 import {notFound} from '../core/errors.js'
 
 export interface FirmwareRecord {
@@ -24,17 +24,6 @@ export interface SignedFirmware extends FirmwareRecord {
 }
 
 export const FIRMWARE_COLUMNS = 'firmware_id::int, name, device_type, version, version_code::int, min_version, sha256, size::int, artifact, key_id, notes, created_at'
-
-export async function queryRows<R extends object>(db: Database, text: string, values: unknown[] = []): Promise<R[]> {
-  const client = await connectClient(db.pool, db.url)
-  try {
-    return (await client.query<R>(text, values)).rows
-  } catch (error) {
-    throw isConnectionError(error) ? databaseUnavailable(db.url, error) : error
-  } finally {
-    client.release()
-  }
-}
 
 /** `T@V` as `rollout create --firmware` takes it. */
 export function parseFirmwareRef(text: string): {deviceType: string; version: string} | undefined {

@@ -2,23 +2,14 @@ import type {Database} from '../db/pool.js'
 import {assertDeviceId} from '../core/device-id.js'
 import {conflict, invalidInput, notFound} from '../core/errors.js'
 import {parseSelector, type Requirement} from '../core/selector.js'
-import {connectClient, databaseUnavailable, isConnectionError, withTransaction} from '../db/pool.js'
+import {queryRows, withTransaction} from '../db/pool.js'
 import {DEVICE_COLUMNS, fromRow, type Device, type DeviceInput, type DeviceRow, type DeviceStatus} from './device.js'
 import {compileSelector} from './selector-sql.js'
 import {revokeDeviceCertificates} from '../pki/store.js'
 
 export const MAX_LIST_LIMIT = 10_000
 
-async function query<R extends object>(db: Database, text: string, values: unknown[]): Promise<R[]> {
-  const client = await connectClient(db.pool, db.url)
-  try {
-    return (await client.query<R>(text, values)).rows
-  } catch (error) {
-    throw isConnectionError(error) ? databaseUnavailable(db.url, error) : error
-  } finally {
-    client.release()
-  }
-}
+const query = queryRows
 
 const deviceNotFound = (id: string) =>
   notFound('E_DEVICE_NOT_FOUND', `device ${JSON.stringify(id)} not found`, {hint: 'list devices with `iotctl devices list`'})
