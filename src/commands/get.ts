@@ -3,12 +3,12 @@ import {BaseCommand} from '../lib/cli/base-command.js'
 import {exportObjects, toYamlStream, type ManifestDocument} from '../lib/manifest/index.js'
 
 export default class Get extends BaseCommand<typeof Get> {
-  static override description = `Export live objects as manifests (device, devicegroup, desiredstate)
+  static override description = `Export live objects as manifests (device, devicegroup, desiredstate, firmware, rollout)
 
 -o yaml prints a multi-document stream that \`apply -f -\` takes back unchanged.`
   static override examples = ['<%= config.bin %> get device dev-1 -o yaml', '<%= config.bin %> get devicegroups', '<%= config.bin %> get desiredstate -o yaml > desired.yaml']
   static override args = {
-    kind: Args.string({description: 'kind: device, devicegroup, desiredstate (plural and short forms work)', required: true}),
+    kind: Args.string({description: 'kind: device, devicegroup, desiredstate, firmware, rollout (plural and short forms work)', required: true}),
     name: Args.string({description: 'object name (default: all of the kind)'}),
   }
 
