@@ -97,12 +97,15 @@ export function decide(s: RolloutSnapshot, p: RolloutPolicy, now: number): Decis
   if (decided >= p.minDecided && failures > 0 && rate >= p.maxFailureRate) {
     return {action: 'abort', reason: `failure rate ${percent(rate)} (${failures} of ${decided} decided) reached the threshold ${percent(p.maxFailureRate)}`}
   }
+  const inFlight = IN_FLIGHT.reduce((n, state) => n + s.counts[state], 0)
+  const updating = {action: 'none', waiting: `${inFlight} device${inFlight === 1 ? '' : 's'} updating`} as const
   if (s.state === 'running') {
     if (s.counts.pending > 0) return {action: 'dispatch'}
-    const inFlight = IN_FLIGHT.reduce((n, state) => n + s.counts[state], 0)
-    if (inFlight > 0) return {action: 'none', waiting: `${inFlight} device${inFlight === 1 ? '' : 's'} updating`}
+    if (inFlight > 0) return updating
     return {action: 'soak'}
   }
+  // A device that was unreached may wake up during the soak: the stage never ends while one is updating.
+  if (inFlight > 0) return updating
   const soakLeft = (s.soakStartedAt ?? now) + p.soakMs - now
   if (soakLeft > 0) return {action: 'none', waiting: `soaking, ${Math.ceil(soakLeft / 1000)} s left`}
   const coverage = s.size === 0 ? 1 : reachedCount(s.counts) / s.size
