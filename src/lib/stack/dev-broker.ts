@@ -7,7 +7,8 @@ import {startBroker, type RunningBroker} from '../broker/server.js'
 import {initCa, issueOperatorCertificate, publishCrls, supersedePredecessors, writeIssued} from '../pki/index.js'
 import {createShadowService, type ShadowService} from '../shadow/index.js'
 import type {IotctlError} from '../core/errors.js'
-import {createTelemetryService, openSinks, parseStatus, type SinkSelection, type TelemetryService} from '../telemetry/index.js'
+import {createTelemetryService, openSinks, type SinkSelection, type TelemetryService} from '../telemetry/index.js'
+import {deviceMessageRouter} from './router.js'
 import {defaultFirmwareDirs, startFirmwareServices, type FirmwareServices} from './firmware-services.js'
 
 export interface DevBrokerOptions {
@@ -77,13 +78,8 @@ export async function startDevBroker(options: DevBrokerOptions): Promise<{broker
     artifactPort: options.artifactPort ?? 0, tickMs: options.rolloutTickMs, createKeys: true, log: options.logs.rollout ?? options.logs.broker,
     publish: (topic, payload, o) => started.broker!.publish(topic, payload, {...o, retain: false})})
   const broker = await startBroker({
-    beforeAck: (topic, payload) => {
-      if (topic.includes('/shadow/')) return shadow.handle(topic, payload)
-      if (topic.endsWith('/ota/progress')) return firmware.controller.handleProgress(topic.split('/')[1]!, payload)
-      // A device announces itself online after subscribing (PROTOCOL.md): then its open assignments can reach it.
-      if (topic.endsWith('/status') && parseStatus(payload) === 'active') void firmware.controller.deviceOnline(topic.split('/')[1]!)
-      return telemetry.handle(topic, payload)
-    },
+    // Presence events (below) bring shadow deltas; an online status brings open firmware assignments.
+    beforeAck: deviceMessageRouter({telemetry, shadow, rollouts: firmware.controller, shadowOnStatus: false}),
     onPresence: (deviceId, online) => {
       void telemetry.presence(deviceId, online)
       if (online) void shadow.deviceOnline(deviceId)

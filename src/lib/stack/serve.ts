@@ -3,10 +3,10 @@ import {commonName} from '../mqtt/identity.js'
 import type {Database} from '../db/pool.js'
 import {startBroker, type RunningBroker} from '../broker/server.js'
 import type {TlsIdentity} from '../mqtt/client.js'
-import {parseDeviceTopic} from '../mqtt/topics.js'
 import {startServiceSubscriber} from '../mqtt/subscriber.js'
 import {createShadowService, SHADOW_SHARE_GROUP, SHADOW_TOPICS, type ShadowPublisher} from '../shadow/index.js'
-import {checkSinkSelection, createTelemetryService, INGEST_SHARE_GROUP, INGEST_TOPICS, openSinks, parseStatus, type SinkSelection, type TelemetryService} from '../telemetry/index.js'
+import {checkSinkSelection, createTelemetryService, INGEST_SHARE_GROUP, INGEST_TOPICS, openSinks, type SinkSelection, type TelemetryService} from '../telemetry/index.js'
+import {deviceMessageRouter} from './router.js'
 import {OTA_TOPICS, ROLLOUT_SHARE_GROUP, startFirmwareServices, type FirmwareServices} from './firmware-services.js'
 
 export const SERVE_COMPONENTS = ['broker', 'ingest', 'shadow', 'controller'] as const
@@ -105,17 +105,8 @@ export async function startServices(options: ServeOptions): Promise<RunningServi
       firmware = await startFirmwareServices({db, ...f, createKeys: false, log: (line) => options.log('controller', line),
         publish: (topic, payload, o) => outbox.publisher!.publish(topic, payload, {...o, retain: false})})
     }
-    const route = async (topic: string, payload: Buffer): Promise<void> => {
-      const parsed = parseDeviceTopic(topic)
-      if (!parsed) return
-      if (parsed.leaf.startsWith('shadow/')) return shadow?.handle(topic, payload)
-      if (parsed.leaf === 'ota/progress') return firmware?.controller.handleProgress(parsed.deviceId, payload)
-      await telemetry?.handle(topic, payload)
-      if (parsed.leaf === 'status' && parseStatus(payload) === 'active') {
-        if (shadow) await shadow.deviceOnline(parsed.deviceId)
-        if (firmware) await firmware.controller.deviceOnline(parsed.deviceId)
-      }
-    }
+    // Without the embedded broker there are no presence events: an online status also brings the shadow delta.
+    const route = deviceMessageRouter({telemetry, shadow, rollouts: firmware?.controller, shadowOnStatus: true})
     let broker: RunningBroker | undefined
     let clientId: string | undefined
     if (want.has('broker')) {

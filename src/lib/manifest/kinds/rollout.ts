@@ -1,7 +1,7 @@
 import {conflict} from '../../core/errors.js'
 import {parseDuration} from '../../core/duration.js'
 import {parseSelector} from '../../core/selector.js'
-import {parseHealth, parsePercent, parseRate, parseStages, ROLLOUT_DEFAULTS} from '../../rollout/index.js'
+import {parseHealth, parsePercent, parseRate, parseStages, ROLLOUT_DEFAULTS, type RolloutRecord} from '../../rollout/index.js'
 import {API_VERSION, type KindHandler, type ManifestDocument, type ManifestObject, type Zod} from '../types.js'
 
 /** What `rollout create` takes, as a manifest (durations and percentages as on the command line). */
@@ -22,22 +22,9 @@ export interface RolloutObjectSpec {
   start?: boolean
 }
 
-export interface RolloutLive {
-  name: string
-  firmware: string
-  selector: string | null
-  canary_selector: string | null
-  stages: number[]
-  soak_ms: number
-  max_failure_rate: number
-  min_decided: number
-  min_coverage: number
-  rate_per_minute: number | null
-  step_timeout_ms: number
-  health: string | null
-  rollback: boolean
-  state: string
-}
+/** The rollout row as `rollout status` reads it, with its Firmware's name instead of its id. */
+export type RolloutLive = Pick<RolloutRecord, 'name' | 'selector' | 'canary_selector' | 'stages' | 'soak_ms' | 'max_failure_rate' | 'min_decided'
+  | 'min_coverage' | 'rate_per_minute' | 'step_timeout_ms' | 'health' | 'rollback' | 'state'> & {firmware: string}
 
 const spec = (z: Zod) => z.strictObject({
   firmware: z.string().min(1).describe('name of the Firmware object to roll out'),
