@@ -19,6 +19,22 @@ describe('iotctl dev up --demo', () => {
     await rm(home, {recursive: true, force: true})
   })
 
+  it('a device port in use is exit 5 naming it, and the process ends (nothing left holding it open)', async () => {
+    const {createServer} = await import('node:net')
+    const blocker = createServer()
+    await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve))
+    const port = (blocker.address() as {port: number}).port
+    try {
+      // In the foreground the services' log lines come first on stderr; the JSON error is on stdout.
+      const r = await cli(['dev', 'up', '--mqtt-port', String(port), '--service-port', '0', '-o', 'json'], {timeoutMs: 60_000})
+      expect(r.code).toBe(5)
+      expect(r.json().error).toMatchObject({code: 'E_PORT_IN_USE', message: `the device listener's port 127.0.0.1:${port} is in use`})
+      expect(r.stderr).not.toMatch(/^\s+at /m)
+    } finally {
+      await new Promise((resolve) => blocker.close(resolve))
+    }
+  }, 90_000)
+
   it('bad input is exit 4 before anything starts', async () => {
     expectJsonError(await cli(['dev', 'up', '--demo', '--demo-timeout', 'soon', '-o', 'json']), 4, 'E_DURATION')
   })

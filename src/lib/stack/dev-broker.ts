@@ -77,6 +77,7 @@ export async function startDevBroker(options: DevBrokerOptions): Promise<{broker
   const firmware = await startFirmwareServices({db: options.db, ...defaultFirmwareDirs(options.home), caDir, passphrase, host: '127.0.0.1',
     artifactPort: options.artifactPort ?? 0, tickMs: options.rolloutTickMs, createKeys: true, log: options.logs.rollout ?? options.logs.broker,
     publish: (topic, payload, o) => started.broker!.publish(topic, payload, {...o, retain: false})})
+  // A broker that cannot start (a port in use) must not leave the artifact server holding the process open.
   const broker = await startBroker({
     // Presence events (below) bring shadow deltas; an online status brings open firmware assignments.
     beforeAck: deviceMessageRouter({telemetry, shadow, rollouts: firmware.controller, shadowOnStatus: false}),
@@ -89,6 +90,9 @@ export async function startDevBroker(options: DevBrokerOptions): Promise<{broker
       const superseded = await supersedePredecessors(options.db.pool, identity.serial)
       if (superseded.length > 0) options.logs.broker(`${identity.name} connected with a rotated certificate; superseded ${superseded.join(', ')}`)
     },
+  }).catch(async (error: unknown) => {
+    await firmware.stop()
+    throw error
   })
   options.logs.broker(`MQTT over TLS: devices on 127.0.0.1:${broker.devicePort}, services on 127.0.0.1:${broker.servicePort}`)
   started.broker = broker
