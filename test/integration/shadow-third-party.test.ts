@@ -143,7 +143,7 @@ describe('a third-party device (mosquitto-clients) against the dev stack, follow
   async function subscribe(id: string, leaves: string[]) {
     const topics = leaves.flatMap((leaf) => ['-t', `devices/${id}/${leaf}`])
     const sub = start('mosquitto_sub', [...connection(id), '-q', '1', '-d', '-F', '%j', ...topics])
-    await expect.poll(() => sub.stdout().includes('received SUBACK') || sub.child.exitCode !== null, {timeout: 15_000}).toBe(true)
+    await expect.poll(() => sub.stdout().includes('received SUBACK') || sub.child.exitCode !== null, {timeout: 45_000}).toBe(true)
     expect(sub.child.exitCode, `mosquitto_sub ended before subscribing:\n${sub.stdout()}\n${sub.stderr()}`).toBeNull()
     // Granted QoS per filter ("Subscribed (mid: 1): 1, 1, 1"); 128 would be a refusal.
     await expect.poll(() => /Subscribed \(mid: \d+\): ([\d, ]+)/.exec(sub.stdout())?.[1]?.split(', ').map(Number), {timeout: 5000})
